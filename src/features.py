@@ -1,0 +1,319 @@
+"""Feature cache: decode every clip once, keep log-mel segments and clip summaries on disk.
+
+``python -m src.features --config configs/x.toml`` fills
+``cache/features/<name>-<hash>/`` (the hash covers the audio parameters and
+every file's path, size and mtime, so changed data or parameters give a new
+cache, never a stale one)::
+
+    clips.csv         split, id, path, ok, error, seg_start, n_segments
+    logmel.npy        (n_segments, n_mels, seg_frames) float16 log-mel dB, memory-mapped
+    seg_clip.npy      (n_segments,) clip index of each segment
+    mfcc_stats.npy    (n_clips, 2 * n_mfcc) mean/std of the MFCCs over the clip
+    chroma_stats.npy  (n_clips, 24) mean/std of the 12 chroma bins
+    meta.json         parameters and timing; written last, marks the cache complete
+
+Segments never straddle clips, and every segment keeps its clip index, so
+folds (made per clip) can never split a clip. Extraction runs on all cores.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import multiprocessing as mp
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .artifacts import atomic_path, read_json, setup_logging, stable_hash, write_csv, write_json, write_npy
+from .audio import AudioError, load_audio
+from .config import AudioConfig, WorkspaceConfig, load_config
+from .data import SPLITS, DataError, Dataset, load_dataset
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Items:
+    """Model inputs for one split: ``X[i]`` belongs to row ``row[i]`` of the split's frame."""
+
+    X: np.ndarray  # (n_items, D) vectors or (n_items, H, W) spectrograms; may be a memmap
+    row: np.ndarray  # (n_items,) int64
+    n_rows: int
+
+
+# ----------------------------------------------------------------------------- extraction (worker side)
+
+_EXTRACTOR = None
+
+
+class _Extractor:
+    """Holds the torchaudio transforms; one per worker process."""
+
+    def __init__(self, a: AudioConfig):
+        import librosa
+        import torch
+        import torchaudio
+
+        self.a = a
+        self.torch = torch
+        self.spec = torchaudio.transforms.Spectrogram(n_fft=a.n_fft, hop_length=a.hop_length, power=2.0)
+        self.mel = torchaudio.transforms.MelScale(n_mels=a.n_mels, sample_rate=a.sample_rate, f_min=a.fmin,
+                                                  f_max=a.fmax, n_stft=a.n_fft // 2 + 1, norm="slaney", mel_scale="slaney")
+        self.to_db = torchaudio.transforms.AmplitudeToDB(stype="power", top_db=a.top_db)
+        self.dct = torchaudio.functional.create_dct(a.n_mfcc, a.n_mels, norm="ortho")  # (n_mels, n_mfcc)
+        self.chroma_fb = torch.from_numpy(librosa.filters.chroma(sr=a.sample_rate, n_fft=a.n_fft)).float()  # (12, F)
+        self.seg = max(1, round(a.segment_seconds * a.sample_rate / a.hop_length))
+        self.seg_hop = max(1, round(a.segment_hop_seconds * a.sample_rate / a.hop_length))
+
+    def __call__(self, path: str) -> dict:
+        a, torch = self.a, self.torch
+        try:
+            y = load_audio(path, a.sample_rate, a.max_seconds, a.silence_threshold)
+        except AudioError as exc:
+            return {"error": exc.problem}
+        with torch.no_grad():
+            power = self.spec(torch.from_numpy(y))  # (F, T)
+            logmel = self.to_db(self.mel(power))  # (n_mels, T)
+            mfcc = self.dct.T @ logmel  # (n_mfcc, T)
+            chroma = self.chroma_fb @ power  # (12, T)
+            chroma = chroma / chroma.amax(dim=0, keepdim=True).clamp_min(1e-10)
+        stats = lambda m: torch.cat([m.mean(dim=1), m.std(dim=1, unbiased=False)]).numpy()
+        return {"segments": self.segments(logmel.numpy()), "mfcc": stats(mfcc), "chroma": stats(chroma)}
+
+    def segments(self, logmel: np.ndarray) -> np.ndarray:
+        """(n_mels, T) -> (n_seg, n_mels, seg); a short clip is padded with its minimum."""
+        T = logmel.shape[1]
+        if T < self.seg:
+            logmel = np.pad(logmel, ((0, 0), (0, self.seg - T)), constant_values=float(logmel.min()))
+            T = self.seg
+        starts = range(0, T - self.seg + 1, self.seg_hop)
+        return np.stack([logmel[:, s:s + self.seg] for s in starts]).astype(np.float16)
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # one process per core; no oversubscription
+
+
+def _extract(path: str) -> dict:
+    return _EXTRACTOR(path)
+
+
+# ----------------------------------------------------------------------------- cache (main side)
+
+
+def cache_dir(cfg: WorkspaceConfig, ds: Dataset, workdir: Path) -> Path:
+    files = []
+    for split in SPLITS:
+        for p in ds.frame(split).get("path", []):
+            st = os.stat(p)
+            files.append((split, p, st.st_size, st.st_mtime_ns))
+    key = stable_hash({"audio": asdict(cfg.audio), "files": files, "v": 1})
+    return Path(workdir) / "cache" / "features" / f"{cfg.name}-{key}"
+
+
+def all_clips(ds: Dataset) -> pd.DataFrame:
+    parts = [ds.frame(s)[["id", "path"]].assign(split=s) for s in SPLITS if len(ds.frame(s))]
+    return pd.concat(parts, ignore_index=True)[["split", "id", "path"]]
+
+
+def build_cache(cfg: WorkspaceConfig, ds: Dataset, workdir: Path, workers: int | None = None) -> Path:
+    """Extract features for every clip unless a complete cache exists. Returns the cache folder."""
+    out = cache_dir(cfg, ds, workdir)
+    if (out / "meta.json").is_file():
+        log.info("feature cache hit: %s", out)
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    clips = all_clips(ds)
+    workers = workers or min(os.cpu_count() or 1, max(1, len(clips) // 16))
+    t0 = time.perf_counter()
+    results = _run_extraction(cfg.audio, clips["path"].tolist(), workers, out)
+    _write_cache(cfg, clips, results, out, time.perf_counter() - t0, workers)
+    return out
+
+
+def _run_extraction(a: AudioConfig, paths: list[str], workers: int, out: Path) -> list[dict]:
+    """Stream segments to a raw file as they arrive so memory stays flat; keep the small stats."""
+    from tqdm.auto import tqdm
+
+    global _EXTRACTOR
+    _EXTRACTOR = _Extractor(a)  # built once here; forked workers inherit it (no re-import of torch/librosa)
+    raw = out / "logmel.raw.tmp"
+    with open(raw, "wb") as fh:
+        if workers > 1:
+            # fork, as torch's DataLoader does on Linux: workers only run single-threaded CPU ops
+            with mp.get_context("fork").Pool(workers, initializer=_init_worker) as pool:
+                it = pool.imap(_extract, paths, chunksize=4)
+                return [_take(r, fh) for r in tqdm(it, total=len(paths), desc="log-mel", unit="clip")]
+        return [_take(_extract(p), fh) for p in tqdm(paths, desc="log-mel", unit="clip")]
+
+
+def _take(r: dict, fh) -> dict:
+    if "segments" in r:
+        seg = r.pop("segments")
+        fh.write(np.ascontiguousarray(seg).tobytes())
+        r["n_segments"], r["shape"] = len(seg), seg.shape[1:]
+    return r
+
+
+def _write_cache(cfg: WorkspaceConfig, clips: pd.DataFrame, results: list[dict], out: Path, secs: float, workers: int) -> None:
+    ok = np.array(["error" not in r for r in results])
+    n_seg = np.array([r.get("n_segments", 0) for r in results], dtype=np.int64)
+    clips = clips.assign(ok=ok, error=[r.get("error", "") for r in results],
+                         seg_start=np.concatenate([[0], np.cumsum(n_seg)[:-1]]), n_segments=n_seg)
+    shape = next((r["shape"] for r in results if "shape" in r), (cfg.audio.n_mels, 1))
+    total = int(n_seg.sum())
+    _raw_to_npy(out / "logmel.raw.tmp", out / "logmel.npy", (total, *shape))
+    write_npy(out / "seg_clip.npy", np.repeat(np.arange(len(clips)), n_seg).astype(np.int32))
+    for key, dim in (("mfcc", 2 * cfg.audio.n_mfcc), ("chroma", 24)):
+        mat = np.full((len(clips), dim), np.nan, dtype=np.float32)
+        for i, r in enumerate(results):
+            if key in r:
+                mat[i] = r[key]
+        write_npy(out / f"{key}_stats.npy", mat)
+    write_csv(out / "clips.csv", clips)
+    write_json(out / "meta.json", {"audio": asdict(cfg.audio), "n_clips": len(clips), "n_segments": total,
+                                   "n_errors": int((~ok).sum()), "seconds": round(secs, 3), "workers": workers,
+                                   "clips_per_second": round(len(clips) / max(secs, 1e-9), 2)})
+    log.info("features: %d clips, %d segments in %.1fs (%.1f clips/s, %d workers) -> %s",
+             len(clips), total, secs, len(clips) / max(secs, 1e-9), workers, out)
+
+
+def _raw_to_npy(raw: Path, dst: Path, shape: tuple[int, ...]) -> None:
+    """Prepend an .npy header to the streamed raw float16 bytes (atomic)."""
+    with atomic_path(dst) as tmp:
+        with open(tmp, "wb") as f:
+            np.lib.format.write_array_header_1_0(f, {"descr": np.dtype(np.float16).str, "fortran_order": False, "shape": shape})
+            with open(raw, "rb") as src:
+                shutil.copyfileobj(src, f, 1 << 22)
+    raw.unlink()
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+@dataclass
+class Prepared:
+    """A dataset plus its feature cache, after the corrupt-clip policy was applied."""
+
+    cfg: WorkspaceConfig
+    ds: Dataset
+    cache: Path | None = None
+
+    def items(self, input_kind: str, split: str) -> Items:
+        """Inputs for a model that takes ``vector`` or ``spec`` input."""
+        n_rows = len(self.ds.frame(split))
+        if self.cfg.data.kind in ("tabular", "arrays"):
+            X = self.ds.arrays.get(split)
+            if X is None:
+                return Items(np.zeros((0, 1), np.float32), np.zeros(0, np.int64), n_rows)
+            want = 2 if input_kind == "vector" else 3
+            if X.ndim != want:
+                raise DataError(f"{self.cfg.path}: [data] {self.cfg.data.kind} features have shape {X.shape[1:]}, "
+                                f"but this model needs {input_kind} input; choose a model for that input")
+            return Items(X, np.arange(len(X)), n_rows)
+        if self.cfg.data.kind == "images":
+            if input_kind != "spec":
+                raise DataError("image data feeds spectrogram (2-D) models only")
+            return Items(load_images(self.ds.frame(split), self.cfg.data.image_size), np.arange(n_rows), n_rows)
+        return self._audio_items(input_kind, split, n_rows)
+
+    def _audio_items(self, input_kind: str, split: str, n_rows: int) -> Items:
+        clips = pd.read_csv(self.cache / "clips.csv", keep_default_na=False, dtype={"id": str})
+        clips = clips[clips["split"] == split]
+        pos = pd.Series(np.arange(n_rows), index=self.ds.frame(split)["id"].to_numpy())
+        clips = clips[clips["ok"] & clips["id"].isin(pos.index)]
+        rows = pos.loc[clips["id"]].to_numpy()
+        if input_kind == "vector":
+            mats = [np.load(self.cache / f"{v.split('_')[0]}_stats.npy")[clips.index] for v in self.cfg.features.vector]
+            return Items(np.concatenate(mats, axis=1), rows, n_rows)
+        logmel = np.load(self.cache / "logmel.npy", mmap_mode="r")
+        seg_idx = np.concatenate([np.arange(s, s + n) for s, n in zip(clips["seg_start"], clips["n_segments"])] or [np.zeros(0, int)])
+        seg_rows = np.repeat(rows, clips["n_segments"].to_numpy())
+        return Items(_MmapRows(logmel, seg_idx), seg_rows.astype(np.int64), n_rows)
+
+
+class _MmapRows:
+    """A lazy row-subset of a memory-mapped array: ``X[idx]`` reads only those rows."""
+
+    def __init__(self, base: np.ndarray, index: np.ndarray):
+        self.base, self.index = base, index.astype(np.int64)
+        self.shape = (len(index), *base.shape[1:])
+        self.ndim = base.ndim
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, idx) -> np.ndarray:
+        sel = self.index[idx]
+        order = np.argsort(sel, kind="stable")  # sorted reads are sequential on disk
+        out = np.empty((len(sel), *self.shape[1:]), dtype=np.float32)
+        out[order] = self.base[sel[order]]
+        return out
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        arr = self[np.arange(len(self))]
+        return arr if dtype is None else arr.astype(dtype)
+
+
+def load_images(df: pd.DataFrame, size: list[int]) -> np.ndarray:
+    from PIL import Image
+
+    out = np.empty((len(df), size[0], size[1]), dtype=np.float32)
+    for i, p in enumerate(df["path"]):
+        try:
+            with Image.open(p) as im:
+                out[i] = np.asarray(im.convert("L").resize((size[1], size[0])), dtype=np.float32) / 255.0
+        except OSError as exc:
+            raise DataError(f"{p}: cannot read image: {exc}") from None
+    return out
+
+
+def prepare(cfg: WorkspaceConfig, workdir: str | Path = ".", workers: int | None = None) -> Prepared:
+    """Load the dataset, build/read the feature cache, apply ``[data] on_corrupt``."""
+    ds = load_dataset(cfg)
+    if cfg.data.kind != "audio":
+        return Prepared(cfg, ds)
+    cache = build_cache(cfg, ds, Path(workdir), workers)
+    clips = pd.read_csv(cache / "clips.csv", keep_default_na=False, dtype={"id": str})
+    bad = clips[~clips["ok"].astype(bool)]
+    if len(bad):
+        listing = "\n".join(f"  {r.split}/{r.id}: {r.path}: {r.error}" for r in bad.itertuples())
+        if cfg.data.on_corrupt == "error":
+            raise DataError(f"{len(bad)} clip(s) cannot be used:\n{listing}\n"
+                            "Fix or remove the files, or set [data] on_corrupt = 'skip' to skip them (they are listed in the run).")
+        log.warning("skipping %d unusable clip(s) ([data] on_corrupt = 'skip'):\n%s", len(bad), listing)
+        ds.skipped = bad[["split", "id", "path", "error"]].to_dict("records")
+        for split in ("train", "holdout"):  # test rows stay: the submission needs every id
+            drop = set(bad.loc[bad["split"] == split, "id"])
+            if drop:
+                setattr(ds, split, ds.frame(split)[~ds.frame(split)["id"].isin(drop)].reset_index(drop=True))
+    return Prepared(cfg, ds, cache)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="Decode and featurise every clip once; cache log-mel segments, MFCC and chroma stats.")
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--workdir", default=".", help="folder holding cache/, folds/, runs/ (default: current)")
+    ap.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    args = ap.parse_args(argv)
+    setup_logging()
+    cfg = load_config(args.config)
+    t0 = time.perf_counter()
+    prep = prepare(cfg, args.workdir, args.workers)
+    if prep.cache is None:
+        print(f"{cfg.data.kind} data needs no feature extraction; {len(prep.ds.train)} training rows loaded.")
+        return
+    meta = read_json(prep.cache / "meta.json")
+    print(f"cache: {prep.cache}\n{meta['n_clips']} clips, {meta['n_segments']} segments, "
+          f"{meta['n_errors']} unusable; extraction {meta['clips_per_second']} clips/s; this call {time.perf_counter() - t0:.2f}s")
+
+
+if __name__ == "__main__":
+    main()
