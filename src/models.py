@@ -30,14 +30,17 @@ class ModelSpec:
     builder: Callable[..., nn.Module]
     defaults: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    # Optuna search space: space(trial) -> flat dict of parameters; keys that are TrainConfig
+    # fields (lr, weight_decay, batch_size, optimizer, ...) go there, the rest are model params.
+    space: Callable[[Any], dict[str, Any]] | None = None
 
 
 REGISTRY: dict[str, ModelSpec] = {}
 
 
-def register(name: str, input: str, description: str = "", **defaults: Any) -> Callable:
+def register(name: str, input: str, description: str = "", space: Callable | None = None, **defaults: Any) -> Callable:
     def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        REGISTRY[name] = ModelSpec(name, input, fn, defaults, description)
+        REGISTRY[name] = ModelSpec(name, input, fn, defaults, description, space)
         return fn
     return deco
 
@@ -87,12 +90,40 @@ class MLP(nn.Sequential):
         super().__init__(*layers)
 
 
-@register("mlp", "vector", "configurable MLP on feature vectors", hidden=[256, 128], activation="relu", dropout=0.3, batch_norm=True)
+def mlp_space(trial: Any) -> dict[str, Any]:
+    """MLP: depth, widths, activation, dropout, batch-norm, lr, weight decay, batch size, optimizer."""
+    depth = trial.suggest_int("depth", 1, 4)
+    width = trial.suggest_categorical("width", [32, 64, 128, 256, 512])
+    shrink = trial.suggest_categorical("shrink", [1.0, 0.5])
+    return {
+        "hidden": [max(8, int(width * shrink ** i)) for i in range(depth)],
+        "activation": trial.suggest_categorical("activation", ["relu", "gelu", "silu", "elu", "tanh"]),
+        "dropout": trial.suggest_float("dropout", 0.0, 0.6),
+        "batch_norm": trial.suggest_categorical("batch_norm", [True, False]),
+        "lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
+        "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-2, log=True),
+        "batch_size": trial.suggest_categorical("batch_size", [16, 32, 64, 128]),
+        "optimizer": trial.suggest_categorical("optimizer", ["adam", "adamw", "sgd", "rmsprop"]),
+    }
+
+
+@register("mlp", "vector", "configurable MLP on feature vectors", space=mlp_space, hidden=[256, 128], activation="relu", dropout=0.3, batch_norm=True)
 def build_mlp(in_features: int, num_classes: int, **kw: Any) -> nn.Module:
     return MLP(in_features, num_classes, **kw)
 
 
-@register("mlp_seed", "vector", "the assignment's exact 26-128-32-4 network (for 26-d MFCC stats)", hidden=[128, 32], activation="relu")
+def mlp_seed_space(trial: Any) -> dict[str, Any]:
+    """The fixed 26-128-32-4 network: only the training recipe and the activation vary."""
+    return {
+        "activation": trial.suggest_categorical("activation", ["relu", "gelu", "silu", "elu", "tanh", "sigmoid"]),
+        "lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
+        "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-2, log=True),
+        "batch_size": trial.suggest_categorical("batch_size", [16, 32, 64, 128]),
+        "optimizer": trial.suggest_categorical("optimizer", ["sgd", "adam", "adamw", "adagrad", "rmsprop"]),
+    }
+
+
+@register("mlp_seed", "vector", "the assignment's exact 26-128-32-4 network (for 26-d MFCC stats)", space=mlp_seed_space, hidden=[128, 32], activation="relu")
 def build_mlp_seed(in_features: int, num_classes: int, **kw: Any) -> nn.Module:
     return MLP(in_features, num_classes, **kw)
 
@@ -125,6 +156,19 @@ class SmallCNN(nn.Module):
         return self.head(x.mean(dim=(2, 3)))  # (B, num_classes)
 
 
-@register("cnn", "spec", "small from-scratch CNN on log-mel segments (conv-BN-ReLU-pool x4)", channels=[16, 32, 64, 128], activation="relu", dropout=0.3)
+def cnn_space(trial: Any) -> dict[str, Any]:
+    """CNN: width, depth, dropout, lr, weight decay, batch size (augmentation keys join with the training engine)."""
+    base = trial.suggest_categorical("base_channels", [8, 16, 32])
+    depth = trial.suggest_int("n_blocks", 3, 5)
+    return {
+        "channels": [base * 2 ** i for i in range(depth)],
+        "dropout": trial.suggest_float("dropout", 0.0, 0.5),
+        "lr": trial.suggest_float("lr", 3e-4, 1e-2, log=True),
+        "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-2, log=True),
+        "batch_size": trial.suggest_categorical("batch_size", [16, 32, 64]),
+    }
+
+
+@register("cnn", "spec", "small from-scratch CNN on log-mel segments (conv-BN-ReLU-pool x4)", space=cnn_space, channels=[16, 32, 64, 128], activation="relu", dropout=0.3)
 def build_cnn(in_chans: int, num_classes: int, **kw: Any) -> nn.Module:
     return SmallCNN(in_chans, num_classes, **kw)
