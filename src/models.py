@@ -46,18 +46,21 @@ def register(name: str, input: str, description: str = "", space: Callable | Non
 
 
 def get_spec(name: str) -> ModelSpec:
-    if name not in REGISTRY:
-        raise KeyError(f"unknown model {name!r}; registered models: {sorted(REGISTRY)}")
-    return REGISTRY[name]
+    return resolve(name)
 
 
 def create_model(name: str, num_classes: int, in_features: int | None = None, in_chans: int = 1, **kwargs: Any) -> nn.Module:
-    """Build a registered model; ``kwargs`` override the entry's defaults."""
+    """Build a registered model; ``kwargs`` override the entry's defaults.
+
+    Spectrogram models also take ``input_shape=(n_mels, T)``; timm entries take ``pretrained``,
+    ``in_chans`` (1|3 channels fed to the backbone), ``channels_mode`` and ``resize``.
+    """
     spec = get_spec(name)
     params = {**spec.defaults, **kwargs}
     if spec.input == "vector":
         if not in_features:
             raise ValueError(f"model {name!r} takes feature vectors: pass in_features")
+        params.pop("input_shape", None)
         return spec.builder(num_classes=num_classes, in_features=in_features, **params)
     return spec.builder(num_classes=num_classes, in_chans=in_chans, **params)
 
@@ -129,46 +132,247 @@ def build_mlp_seed(in_features: int, num_classes: int, **kw: Any) -> nn.Module:
 
 
 # ----------------------------------------------------------------------------- spectrogram models
+# Spectrogram builders take in_chans and input_shape = (n_mels, T): the training stage passes the
+# segment shape so fixed-size heads (cnn_seed) can size their first linear layer.
+
+
+class SeedCNN(nn.Module):
+    """The assignment's CNN: 4 conv layers (kernel 5, 1-16-32-64-128), then FC x-1024-256-32-n_classes.
+
+    Switches: ``pool`` (max-pool kernel 2 after each conv), ``padding`` (2 keeps the size),
+    ``batch_norm`` (before the activation), ``activation``, ``dropout`` (in the FC stack).
+    Without pooling the first FC layer is huge (128 * n_mels * T inputs), but it still runs.
+    """
+
+    def __init__(self, in_chans: int, num_classes: int, input_shape: tuple[int, int], pool: bool = True, padding: int = 2,
+                 batch_norm: bool = False, activation: str = "relu", dropout: float = 0.0):
+        super().__init__()
+        layers: list[nn.Module] = []
+        prev = in_chans
+        for c in (16, 32, 64, 128):
+            layers.append(nn.Conv2d(prev, c, kernel_size=5, padding=padding))
+            if batch_norm:
+                layers.append(nn.BatchNorm2d(c))
+            layers.append(_act(activation))
+            if pool:
+                layers.append(nn.MaxPool2d(2))
+            prev = c
+        self.features = nn.Sequential(*layers)
+        with torch.no_grad():
+            flat = self.features(torch.zeros(1, in_chans, *input_shape)).numel()
+        fc: list[nn.Module] = []
+        for width in (1024, 256, 32):
+            fc += [nn.Linear(flat, width), _act(activation)] + ([nn.Dropout(dropout)] if dropout > 0 else [])
+            flat = width
+        self.head = nn.Sequential(*fc, nn.Linear(flat, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, n_mels, T)
+        return self.head(self.features(x).flatten(1))  # (B, num_classes)
+
+
+def cnn_seed_space(trial: Any) -> dict[str, Any]:
+    return {
+        "pool": trial.suggest_categorical("pool", [True, False]),
+        "batch_norm": trial.suggest_categorical("batch_norm", [True, False]),
+        "activation": trial.suggest_categorical("activation", ["relu", "gelu", "silu", "elu", "leaky_relu", "tanh"]),
+        "dropout": trial.suggest_float("dropout", 0.0, 0.5),
+        "lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
+        "optimizer": trial.suggest_categorical("optimizer", ["sgd", "adam", "adamw", "adagrad", "rmsprop"]),
+        "batch_size": trial.suggest_categorical("batch_size", [8, 16, 32, 64]),
+    }
+
+
+@register("cnn_seed", "spec", "the assignment's CNN exactly (4 conv k5 + FC 1024-256-32), with switches", space=cnn_seed_space,
+          pool=True, padding=2, batch_norm=False, activation="relu", dropout=0.0)
+def build_cnn_seed(in_chans: int, num_classes: int, input_shape: tuple[int, int], **kw: Any) -> nn.Module:
+    return SeedCNN(in_chans, num_classes, tuple(input_shape), **kw)
 
 
 class ConvBlock(nn.Sequential):
-    def __init__(self, cin: int, cout: int, activation: str = "relu"):
-        super().__init__(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), _act(activation), nn.MaxPool2d(2))
+    """``convs`` x (conv3x3-BN-act), then 2x2 average pooling (PANNs-style: avg keeps more texture than max)."""
+
+    def __init__(self, cin: int, cout: int, activation: str = "relu", convs: int = 2, pool: str = "avg"):
+        layers: list[nn.Module] = []
+        for i in range(convs):
+            layers += [nn.Conv2d(cin if i == 0 else cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), _act(activation)]
+        layers.append(nn.AvgPool2d(2) if pool == "avg" else nn.MaxPool2d(2))
+        super().__init__(*layers)
 
 
-class SmallCNN(nn.Module):
-    """conv3x3-BN-act-maxpool blocks, global average pooling, dropout, linear head.
+class SpecCNN(nn.Module):
+    """From-scratch spectrogram CNN: conv blocks, mean over frequency, mean+max over time, dropout, linear.
 
-    Global pooling makes it independent of the segment length.
+    The frequency-then-time pooling (as in PANNs CNN6/10) keeps it independent of segment length and
+    lets the max over time pick the most typical moment of a clip; double convs per block buy most of
+    the accuracy for the CPU time on small data.
     """
 
-    def __init__(self, in_chans: int, num_classes: int, channels: list[int], activation: str = "relu", dropout: float = 0.3):
+    def __init__(self, in_chans: int, num_classes: int, channels: list[int], activation: str = "relu", dropout: float = 0.3,
+                 convs: int = 2, pool: str = "avg", input_shape: tuple[int, int] | None = None):
         super().__init__()
         blocks, prev = [], in_chans
         for c in channels:
-            blocks.append(ConvBlock(prev, c, activation))
+            blocks.append(ConvBlock(prev, c, activation, convs, pool))
             prev = c
         self.features = nn.Sequential(*blocks)
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(prev, num_classes))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, C, n_mels, T)
-        x = self.features(x)  # (B, C', n_mels / 2^k, T / 2^k)
-        return self.head(x.mean(dim=(2, 3)))  # (B, num_classes)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, n_mels, T)
+        x = self.features(x).mean(dim=2)  # (B, C', T')
+        x = x.mean(dim=2) + x.amax(dim=2)  # (B, C')
+        return self.head(x)  # (B, num_classes)
 
 
 def cnn_space(trial: Any) -> dict[str, Any]:
-    """CNN: width, depth, dropout, lr, weight decay, batch size (augmentation keys join with the training engine)."""
+    """CNN: width, depth, convs per block, dropout, lr, weight decay, batch size, scheduler, SpecAugment, mixup."""
     base = trial.suggest_categorical("base_channels", [8, 16, 32])
     depth = trial.suggest_int("n_blocks", 3, 5)
     return {
         "channels": [base * 2 ** i for i in range(depth)],
+        "convs": trial.suggest_int("convs", 1, 2),
         "dropout": trial.suggest_float("dropout", 0.0, 0.5),
         "lr": trial.suggest_float("lr", 3e-4, 1e-2, log=True),
         "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-2, log=True),
         "batch_size": trial.suggest_categorical("batch_size", [16, 32, 64]),
+        "scheduler": trial.suggest_categorical("scheduler", ["none", "cosine", "onecycle"]),
+        "freq_mask": trial.suggest_int("freq_mask", 0, 24, step=8),
+        "time_mask": trial.suggest_int("time_mask", 0, 32, step=8),
+        "mixup_alpha": trial.suggest_categorical("mixup_alpha", [0.0, 0.2, 0.4]),
     }
 
 
-@register("cnn", "spec", "small from-scratch CNN on log-mel segments (conv-BN-ReLU-pool x4)", space=cnn_space, channels=[16, 32, 64, 128], activation="relu", dropout=0.3)
+@register("cnn", "spec", "from-scratch spectrogram CNN (double conv-BN-ReLU-avgpool x4, freq-mean + time mean/max pooling)",
+          space=cnn_space, channels=[16, 32, 64, 128], activation="relu", dropout=0.3, convs=2, pool="avg")
 def build_cnn(in_chans: int, num_classes: int, **kw: Any) -> nn.Module:
-    return SmallCNN(in_chans, num_classes, **kw)
+    return SpecCNN(in_chans, num_classes, **kw)
+
+
+class CRNN(nn.Module):
+    """Conv blocks that pool frequency only, then a bidirectional GRU over time, mean+max pooled."""
+
+    def __init__(self, in_chans: int, num_classes: int, input_shape: tuple[int, int], channels: list[int] = (32, 64, 64),
+                 hidden: int = 64, dropout: float = 0.3, rnn: str = "gru"):
+        super().__init__()
+        blocks, prev = [], in_chans
+        for c in channels:
+            blocks += [nn.Conv2d(prev, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(), nn.MaxPool2d((2, 1))]
+            prev = c
+        self.conv = nn.Sequential(*blocks)
+        feat = prev * (input_shape[0] // 2 ** len(channels))
+        self.rnn = (nn.GRU if rnn == "gru" else nn.LSTM)(feat, hidden, batch_first=True, bidirectional=True)
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(4 * hidden, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, n_mels, T)
+        x = self.conv(x)  # (B, C', n_mels / 2^k, T)
+        x = x.flatten(1, 2).transpose(1, 2)  # (B, T, C' * n_mels')
+        x, _ = self.rnn(x)  # (B, T, 2 * hidden)
+        return self.head(torch.cat([x.mean(1), x.amax(1)], dim=1))
+
+
+@register("crnn", "spec", "conv front end + bidirectional GRU over time", channels=[32, 64, 64], hidden=64, dropout=0.3)
+def build_crnn(in_chans: int, num_classes: int, input_shape: tuple[int, int], **kw: Any) -> nn.Module:
+    return CRNN(in_chans, num_classes, tuple(input_shape), **kw)
+
+
+class SeqLSTM(nn.Module):
+    """LSTM over the time axis of a spectrogram/chromagram: each frame's bins are one time step (the NTUA lab task)."""
+
+    def __init__(self, in_chans: int, num_classes: int, input_shape: tuple[int, int], hidden: int = 128, layers: int = 2,
+                 bidirectional: bool = True, dropout: float = 0.2, pooling: str = "mean"):
+        super().__init__()
+        self.pooling = pooling
+        self.lstm = nn.LSTM(in_chans * input_shape[0], hidden, num_layers=layers, batch_first=True,
+                            bidirectional=bidirectional, dropout=dropout if layers > 1 else 0.0)
+        self.head = nn.Linear(hidden * (2 if bidirectional else 1), num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, F, T)
+        x = x.flatten(1, 2).transpose(1, 2)  # (B, T, C*F)
+        out, _ = self.lstm(x)  # (B, T, H)
+        z = out[:, -1] if self.pooling == "last" else out.mean(1)
+        return self.head(z)
+
+
+@register("lstm", "spec", "(bi)LSTM over spectrogram frames", hidden=128, layers=2, bidirectional=True, dropout=0.2, pooling="mean")
+def build_lstm(in_chans: int, num_classes: int, input_shape: tuple[int, int], **kw: Any) -> nn.Module:
+    return SeqLSTM(in_chans, num_classes, tuple(input_shape), **kw)
+
+
+# ----------------------------------------------------------------------------- timm backbones
+
+
+class SpecToImage(nn.Module):
+    """Feed a 1-channel spectrogram to an image backbone: 1 or 3 channels (repeat or delta/delta-delta), optional resize."""
+
+    def __init__(self, backbone: nn.Module, in_chans: int = 3, channels_mode: str = "repeat", resize: list[int] | None = None):
+        super().__init__()
+        if channels_mode not in ("repeat", "delta"):
+            raise ValueError(f"channels_mode {channels_mode!r}: expected 'repeat' or 'delta'")
+        self.backbone, self.in_chans, self.channels_mode = backbone, in_chans, channels_mode
+        self.resize = tuple(resize) if resize else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 1, n_mels, T)
+        if self.in_chans == 3:
+            if self.channels_mode == "delta":
+                d1 = torch.gradient(x, dim=-1)[0]
+                x = torch.cat([x, d1, torch.gradient(d1, dim=-1)[0]], dim=1)  # (B, 3, n_mels, T)
+            else:
+                x = x.expand(-1, 3, -1, -1)
+        if self.resize:
+            x = nn.functional.interpolate(x, size=self.resize, mode="bilinear", align_corners=False)
+        return self.backbone(x)
+
+
+def timm_space(trial: Any) -> dict[str, Any]:
+    """timm backbones: freezing, layer decay, lr, weight decay, augmentation strength, input channels."""
+    return {
+        "freeze_epochs": trial.suggest_int("freeze_epochs", 0, 5),
+        "layer_decay": trial.suggest_float("layer_decay", 0.5, 1.0),
+        "lr": trial.suggest_float("lr", 1e-4, 3e-3, log=True),
+        "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-2, log=True),
+        "freq_mask": trial.suggest_int("freq_mask", 0, 24, step=8),
+        "time_mask": trial.suggest_int("time_mask", 0, 32, step=8),
+        "mixup_alpha": trial.suggest_categorical("mixup_alpha", [0.0, 0.2, 0.4]),
+        "in_chans": trial.suggest_categorical("in_chans", [1, 3]),
+    }
+
+
+TIMM_DEFAULTS: dict[str, Any] = {"pretrained": False, "in_chans": 3, "channels_mode": "repeat", "resize": None, "drop_rate": 0.2}
+TIMM_NAMES = ("vgg16", "resnet18", "resnet50", "efficientnet_b0", "tf_efficientnet_lite0", "inception_v3")
+
+
+def build_timm(name: str, in_chans: int, num_classes: int, pretrained: bool | str = False, channels_mode: str = "repeat",
+               resize: list[int] | None = None, input_shape: tuple[int, int] | None = None, **timm_kwargs: Any) -> nn.Module:
+    """``timm.create_model`` (through src.pretrained for offline weights), wrapped to take spectrograms."""
+    from .pretrained import create_backbone
+
+    if in_chans not in (1, 3):
+        raise ValueError(f"in_chans={in_chans}: timm backbones take 1 or 3 channels")
+    if name == "inception_v3" and not resize and input_shape and min(input_shape) < 75:
+        resize = [max(75, input_shape[0]), max(75, input_shape[1])]  # inception's stem needs >= 75 px
+    net = create_backbone(name, num_classes=num_classes, in_chans=in_chans, pretrained=pretrained, **timm_kwargs)
+    return SpecToImage(net, in_chans, channels_mode, resize)
+
+
+def _register_timm(name: str) -> None:
+    def builder(in_chans: int, num_classes: int, **kw: Any) -> nn.Module:
+        kw = dict(kw)
+        chans = kw.pop("in_chans", in_chans)
+        return build_timm(name, chans, num_classes, **kw)
+
+    REGISTRY[name] = ModelSpec(name, "spec", builder, dict(TIMM_DEFAULTS), f"timm {name} (pretrained via src.pretrained)", timm_space)
+
+
+for _n in TIMM_NAMES:
+    _register_timm(_n)
+
+
+def resolve(name: str) -> ModelSpec:
+    """A registered name, or any other timm model name (registered on first use)."""
+    if name in REGISTRY:
+        return REGISTRY[name]
+    import timm
+
+    if timm.is_model(name):
+        _register_timm(name)
+        return REGISTRY[name]
+    raise KeyError(f"unknown model {name!r}; registered models: {sorted(REGISTRY)} (or any timm.list_models() name)")

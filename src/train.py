@@ -44,16 +44,54 @@ class TrainConfig:
     weight_decay: float = 1e-4
     optimizer: str = "adamw"  # sgd | adam | adamw | rmsprop | adagrad
     momentum: float = 0.9
+    scheduler: str = "none"  # none | step | cosine | onecycle | plateau
+    warmup_epochs: int = 0  # linear warm-up (cosine)
+    step_size: int = 10  # step scheduler: epochs per decay
+    gamma: float = 0.5  # step / plateau decay factor
+    grad_clip: float = 0.0  # max gradient norm; 0 = off
     patience: int = 8  # early stopping: epochs without improvement of the metric
     label_smoothing: float = 0.0
     seed: int = 42
     folds: list[int] | None = None  # None: every fold of the fold file
     repeat: int = 0  # repeated k-fold: which fold column
-    device: str = "auto"
+    device: str = "auto"  # auto | cpu | cuda
+    amp: bool = True  # mixed precision (CUDA only: bf16 where supported, else fp16 + grad scaling)
+    channels_last: bool = True  # CUDA only
     metric: str = ""  # model selection metric; "" = the competition metric
     model_params: dict[str, Any] = field(default_factory=dict)
+    # augmentation (training only; see src/augment.py)
+    freq_mask: int = 0
+    time_mask: int = 0
+    n_masks: int = 2
+    rotate: float = 0.0
+    shift: float = 0.0
+    scale: float = 0.0
+    aug_p: float = 0.5
+    crop_frames: int = 0
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+    tta: int = 0  # test-time augmentation: number of time crops/shifts averaged (0/1 = off)
+    # transfer learning (timm backbones; see src/transfer.py)
+    freeze_epochs: int = 0  # backbone frozen for the first N epochs; -1 = frozen for good
+    unfreeze_every: int = 0  # progressive unfreezing: one more layer group every N epochs (head first)
+    freeze_bn: bool = False  # keep BatchNorm statistics of frozen groups fixed
+    layer_decay: float = 1.0  # discriminative LR: group i gets lr * layer_decay ** (n_groups - 1 - i)
+    init_checkpoint: str = ""  # fine-tune from one of our own fold<k>.pt checkpoints
+    # regression / multi-task
+    loss: str = "mse"  # regression: mse | l1
+    task_weights: list[float] | None = None  # per-target loss weights (regression with several targets)
+    aggregate: str = "mean"  # segment -> clip: mean | max | logmean (geometric mean of probabilities)
+    overfit_batches: int = 0  # >0: train and validate on this many fixed batches (can the net fit at all?)
     run_id: str = ""
     fold_file: str = ""  # default folds/<name>_k<n_splits>.csv
+
+    def augment_config(self):
+        from .augment import AugmentConfig
+
+        return AugmentConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(AugmentConfig)})
+
+
+AUG_FIELDS = ("freq_mask", "time_mask", "rotate", "shift", "scale", "crop_frames", "mixup_alpha", "cutmix_alpha")
 
 
 class RunError(RuntimeError):
@@ -68,12 +106,17 @@ def set_seed(seed: int) -> None:
 
 
 class Wrapped(nn.Module):
-    """Network plus the training fold's input (and target) statistics, so a checkpoint is self-contained."""
+    """Network plus the training fold's input (and target) statistics, so a checkpoint is self-contained.
+
+    ``augment`` (set by the training loop, not saved) runs on the normalised batch in training mode
+    only, so SpecAugment's zero mask means "training-fold mean" and never leaks into evaluation.
+    """
 
     def __init__(self, net: nn.Module, x_mean: np.ndarray, x_std: np.ndarray, spec_input: bool,
                  y_mean: np.ndarray | None = None, y_std: np.ndarray | None = None):
         super().__init__()
         self.net, self.spec_input = net, spec_input
+        self.augment: Callable[[torch.Tensor], torch.Tensor] | None = None
         self.register_buffer("x_mean", torch.as_tensor(x_mean, dtype=torch.float32))
         self.register_buffer("x_std", torch.as_tensor(x_std, dtype=torch.float32))
         self.register_buffer("y_mean", torch.as_tensor(0.0 if y_mean is None else y_mean, dtype=torch.float32))
@@ -81,6 +124,8 @@ class Wrapped(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = (x - self.x_mean) / self.x_std  # vector: (B, D); spec: (B, n_mels, T) with (n_mels, 1) stats
+        if self.training and self.augment is not None:
+            x = self.augment(x)
         if self.spec_input:
             x = x.unsqueeze(1)  # (B, 1, n_mels, T)
         return self.net(x)
@@ -97,14 +142,56 @@ def input_stats(X: np.ndarray, spec_input: bool) -> tuple[np.ndarray, np.ndarray
     return mean.astype(np.float32), std.astype(np.float32)
 
 
-def make_optimizer(params, tc: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(groups: list[dict], tc: TrainConfig) -> torch.optim.Optimizer:
+    """``groups``: torch param groups, each with its own ``lr`` (discriminative LRs survive schedulers)."""
     name = tc.optimizer.lower()
     if name == "sgd":
-        return torch.optim.SGD(params, lr=tc.lr, momentum=tc.momentum, weight_decay=tc.weight_decay, nesterov=True)
+        return torch.optim.SGD(groups, lr=tc.lr, momentum=tc.momentum, weight_decay=tc.weight_decay, nesterov=True)
     opts = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "rmsprop": torch.optim.RMSprop, "adagrad": torch.optim.Adagrad}
     if name not in opts:
         raise ValueError(f"unknown optimizer {tc.optimizer!r}; choose from {['sgd', *opts]}")
-    return opts[name](params, lr=tc.lr, weight_decay=tc.weight_decay)
+    return opts[name](groups, lr=tc.lr, weight_decay=tc.weight_decay)
+
+
+def make_scheduler(opt: torch.optim.Optimizer, tc: TrainConfig, steps_per_epoch: int):
+    """Returns (scheduler, per_step). Per-step schedulers advance every batch, the others every epoch."""
+    total = max(1, tc.epochs * steps_per_epoch)
+    if tc.scheduler == "none":
+        return None, False
+    if tc.scheduler == "step":
+        return torch.optim.lr_scheduler.StepLR(opt, tc.step_size, tc.gamma), False
+    if tc.scheduler == "plateau":
+        mode = "max" if greater_is_better(tc.metric) else "min"
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode=mode, factor=tc.gamma, patience=max(1, tc.patience // 3)), False
+    if tc.scheduler == "cosine":
+        warm = tc.warmup_epochs * steps_per_epoch
+
+        def f(step: int) -> float:
+            if step < warm:
+                return (step + 1) / warm
+            return 0.5 * (1 + np.cos(np.pi * min(1.0, (step - warm) / max(1, total - warm))))
+        return torch.optim.lr_scheduler.LambdaLR(opt, f), True
+    if tc.scheduler == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=total), True
+    raise ValueError(f"unknown scheduler {tc.scheduler!r}; choose none | step | cosine | onecycle | plateau")
+
+
+class RegressionLoss(nn.Module):
+    """Weighted sum of per-target MSE or L1 (multi-task regression, e.g. valence/energy/danceability)."""
+
+    def __init__(self, kind: str, weights: list[float] | None, n_targets: int):
+        super().__init__()
+        if kind not in ("mse", "l1"):
+            raise ValueError(f"loss {kind!r}: expected 'mse' or 'l1'")
+        self.kind = kind
+        w = torch.ones(n_targets) if weights is None else torch.as_tensor(weights, dtype=torch.float32)
+        if len(w) != n_targets:
+            raise ValueError(f"task_weights has {len(w)} entries for {n_targets} targets")
+        self.register_buffer("w", w / w.sum())
+
+    def forward(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        err = (out - y).abs() if self.kind == "l1" else (out - y) ** 2  # (B, n_targets)
+        return (err.mean(0) * self.w.to(err.device)).sum()
 
 
 def batches(n: int, batch_size: int, rng: np.random.Generator | None):
@@ -113,44 +200,108 @@ def batches(n: int, batch_size: int, rng: np.random.Generator | None):
         yield idx[s:s + batch_size]
 
 
-def train_one_epoch(model: nn.Module, X: np.ndarray, y: np.ndarray, opt, loss_fn, tc: TrainConfig,
-                    rng: np.random.Generator, device: torch.device) -> float:
+def _autocast(device: torch.device, tc: TrainConfig):
+    import contextlib
+
+    if device.type != "cuda" or not tc.amp:
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+@dataclass
+class Step:
+    """What one optimisation step needs besides the batch."""
+
+    opt: torch.optim.Optimizer
+    loss_fn: nn.Module
+    sched: Any = None
+    per_step: bool = False
+    scaler: Any = None
+    n_classes: int = 0  # > 0: classification (mixup makes soft targets)
+
+
+def train_one_epoch(model: Wrapped, X: np.ndarray, y: np.ndarray, st: Step, tc: TrainConfig,
+                    rng: np.random.Generator, device: torch.device, fill: float = 0.0) -> float:
+    from .augment import affine, crop_time, mix_batch
+
+    aug = tc.augment_config()
     model.train()
     total, n = 0.0, 0
     for b in batches(len(X), tc.batch_size, rng):
         if len(b) < 2 and len(X) > 1:
             continue  # BatchNorm cannot train on a batch of one
-        xb, yb = torch.from_numpy(X[b]).to(device), torch.from_numpy(y[b]).to(device)
-        loss = loss_fn(model(xb), yb)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        xb = X[b]
+        if xb.ndim == 3:
+            xb = crop_time(xb, aug.crop_frames, rng)  # (B, F, T) -> (B, F, crop)
+            if aug.rotate or aug.shift or aug.scale:
+                xb = affine(xb, aug, int(rng.integers(2**31)), fill)
+        xb, yb = torch.from_numpy(np.ascontiguousarray(xb)).to(device, non_blocking=True), torch.from_numpy(y[b]).to(device)
+        if st.n_classes and (aug.mixup_alpha or aug.cutmix_alpha):
+            xb, yb = mix_batch(xb, yb, aug, rng, st.n_classes)  # soft targets (B, C)
+        with _autocast(device, tc):
+            loss = st.loss_fn(model(xb).float(), yb)
+        st.opt.zero_grad(set_to_none=True)
+        if st.scaler is not None:
+            st.scaler.scale(loss).backward()
+            st.scaler.unscale_(st.opt)
+        else:
+            loss.backward()
+        if tc.grad_clip:
+            nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+        st.scaler.step(st.opt) if st.scaler is not None else st.opt.step()
+        if st.scaler is not None:
+            st.scaler.update()
+        if st.sched is not None and st.per_step:
+            st.sched.step()
         total += loss.item() * len(b)
         n += len(b)
     return total / max(n, 1)
 
 
 @torch.no_grad()
-def predict(model: nn.Module, X: np.ndarray, batch_size: int, device: torch.device) -> np.ndarray:
-    """Raw outputs (logits or standardised regression values) per item."""
+def predict(model: nn.Module, X: np.ndarray, tc: TrainConfig, device: torch.device) -> np.ndarray:
+    """Raw outputs (logits or standardised regression values) per item; TTA averages several time views."""
+    from .augment import crop_time, tta_views
+
     model.eval()
-    outs = [model(torch.from_numpy(np.asarray(X[b], dtype=np.float32)).to(device)).float().cpu()
-            for b in batches(len(X), max(batch_size, 256), None)]
+    outs = []
+    for b in batches(len(X), max(tc.batch_size, 256), None):
+        xb = np.asarray(X[b], dtype=np.float32)
+        views = tta_views(xb, tc.tta, tc.crop_frames) if (tc.tta > 1 and xb.ndim == 3) else [crop_time(xb, tc.crop_frames, None) if xb.ndim == 3 else xb]
+        with _autocast(device, tc):
+            o = torch.stack([model(torch.from_numpy(np.ascontiguousarray(v)).to(device)).float() for v in views]).mean(0)
+        outs.append(o.cpu())
     return torch.cat(outs).numpy() if outs else np.zeros((0, 1), np.float32)
 
 
 def decode(model: Wrapped, out: np.ndarray, classification: bool) -> np.ndarray:
     if classification:
         return torch.softmax(torch.from_numpy(out), dim=1).numpy()
-    return out * model.y_std.numpy() + model.y_mean.numpy()
+    return out * model.y_std.cpu().numpy() + model.y_mean.cpu().numpy()
 
 
-def aggregate(item_pred: np.ndarray, item_row: np.ndarray, n_rows: int, fill: np.ndarray) -> np.ndarray:
-    """Mean of item (segment) predictions per row (clip); rows without items get ``fill``."""
-    out = np.zeros((n_rows, item_pred.shape[1]), dtype=np.float64)
+def aggregate(item_pred: np.ndarray, item_row: np.ndarray, n_rows: int, fill: np.ndarray, how: str = "mean") -> np.ndarray:
+    """Segment (item) predictions -> one per row (clip); rows without items get ``fill``.
+
+    ``mean`` of probabilities (default), ``max`` (renormalised), or ``logmean`` (geometric mean).
+    """
     cnt = np.bincount(item_row, minlength=n_rows).astype(np.float64)
-    np.add.at(out, item_row, item_pred)
-    out = out / np.maximum(cnt, 1)[:, None]
+    out = np.zeros((n_rows, item_pred.shape[1]), dtype=np.float64)
+    if how == "max":
+        out[:] = -np.inf
+        np.maximum.at(out, item_row, item_pred)
+        out = np.where(np.isfinite(out), out, 0.0)
+        out = out / np.maximum(out.sum(1, keepdims=True), 1e-12)
+    elif how == "logmean":
+        np.add.at(out, item_row, np.log(np.clip(item_pred, 1e-12, None)))
+        out = np.exp(out / np.maximum(cnt, 1)[:, None])
+        out = out / np.maximum(out.sum(1, keepdims=True), 1e-12)
+    elif how == "mean":
+        np.add.at(out, item_row, item_pred)
+        out = out / np.maximum(cnt, 1)[:, None]
+    else:
+        raise ValueError(f"aggregate {how!r}: expected mean | max | logmean")
     out[cnt == 0] = fill
     return out.astype(np.float32)
 
@@ -159,11 +310,12 @@ def evaluate(model: Wrapped, X: np.ndarray, y_items: np.ndarray, item_row: np.nd
              loss_fn, tc: TrainConfig, classification: bool, targets: list[str], fill: np.ndarray,
              device: torch.device) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
     """Item-level loss, row (clip)-level metrics, and (rows, clip-level predictions)."""
-    out = predict(model, X, tc.batch_size, device)
+    out = predict(model, X, tc, device)
     loss = float(loss_fn(torch.from_numpy(out), torch.from_numpy(y_items)).item())
     pred_items = decode(model, out, classification)
     rows, local = np.unique(item_row, return_inverse=True)
-    pred_rows = aggregate(pred_items, local, len(rows), fill)
+    how = tc.aggregate if classification else "mean"
+    pred_rows = aggregate(pred_items, local, len(rows), fill, how)
     m = compute_metrics(classification, y_rows[rows], pred_rows, targets)
     m["loss"] = loss
     if classification:
@@ -193,39 +345,102 @@ def fold_data(train: Items, y_rows: np.ndarray, fold_of_row: np.ndarray, k: int)
     return FoldData(X_tr, y_rows[train.row[tr_idx]], X_va, y_rows[train.row[va_idx]], train.row[va_idx])
 
 
+def overfit_subset(fd: FoldData, tc: TrainConfig) -> FoldData:
+    """``--overfit-batch N``: a fixed set of N batches used for training and validation alike."""
+    n = tc.overfit_batches * tc.batch_size
+    return FoldData(fd.X_tr[:n], fd.y_tr[:n], fd.X_tr[:n], fd.y_tr[:n], np.arange(min(n, len(fd.X_tr))))
+
+
 EpochHook = Callable[[int, int, float], None]  # (fold, epoch, validation metric); may raise to stop (Optuna pruning)
+
+
+def build_model(prep: Prepared, tc: TrainConfig, fd: FoldData, n_out: int) -> Wrapped:
+    """The network wrapped with this fold's normalisation statistics (and optional warm start)."""
+    spec = get_spec(tc.model)
+    spec_input = spec.input == "spec"
+    x_mean, x_std = input_stats(fd.X_tr, spec_input)
+    y_mean = y_std = None
+    if not prep.cfg.is_classification:
+        y_mean, y_std = fd.y_tr.mean(0), fd.y_tr.std(0) + 1e-8
+    if spec_input:
+        from .augment import crop_time
+
+        shape = crop_time(fd.X_tr[:1], tc.crop_frames, None).shape[1:]
+        kw = {"in_chans": 1, "input_shape": shape}
+    else:
+        kw = {"in_features": fd.X_tr.shape[1]}
+    net = create_model(tc.model, num_classes=n_out, **kw, **tc.model_params)
+    model = Wrapped(net, x_mean, x_std, spec_input, y_mean, y_std)
+    if tc.init_checkpoint:
+        from .pretrained import load_checkpoint_backbone
+
+        load_checkpoint_backbone(model, tc.init_checkpoint)
+        model.x_mean.copy_(torch.as_tensor(x_mean))  # this task's own statistics, not the source task's
+        model.x_std.copy_(torch.as_tensor(x_std))
+    return model
+
+
+def optimisation(model: Wrapped, tc: TrainConfig, n_train: int, classification: bool, n_out: int, device: torch.device):
+    """Optimizer (with discriminative LR groups for timm backbones), scheduler, loss, freezer."""
+    from .models import SpecToImage
+
+    freezer = None
+    if isinstance(model.net, SpecToImage):
+        from .transfer import Freezer, param_groups
+
+        groups = param_groups(model.net.backbone, tc.lr, layer_decay=tc.layer_decay, weight_decay=tc.weight_decay)
+        if tc.freeze_epochs or tc.unfreeze_every or tc.freeze_bn:
+            freezer = Freezer(model.net.backbone, freeze_epochs=tc.freeze_epochs, unfreeze_every=tc.unfreeze_every, freeze_bn=tc.freeze_bn)
+    else:
+        groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": tc.lr}]
+    opt = make_optimizer(groups, tc)
+    steps = max(1, -(-n_train // tc.batch_size))
+    sched, per_step = make_scheduler(opt, tc, steps)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=tc.label_smoothing) if classification else RegressionLoss(tc.loss, tc.task_weights, n_out)
+    scaler = torch.amp.GradScaler("cuda") if (device.type == "cuda" and tc.amp and not torch.cuda.is_bf16_supported()) else None
+    return Step(opt, loss_fn, sched, per_step, scaler, n_out if classification else 0), freezer
 
 
 def fit_fold(prep: Prepared, tc: TrainConfig, fd: FoldData, k: int, device: torch.device, n_out: int,
              on_epoch: EpochHook | None = None) -> tuple[Wrapped, list[dict], dict]:
     """Train on one fold; return the best model (by the selection metric), the history and its metrics."""
     classification = prep.cfg.is_classification
-    spec_input = get_spec(tc.model).input == "spec"
     set_seed(tc.seed + k)
     rng = np.random.default_rng(tc.seed + k)
-    x_mean, x_std = input_stats(fd.X_tr, spec_input)
-    y_mean = y_std = None
-    y_tr = fd.y_tr
-    if not classification:  # standardise regression targets with training-fold statistics
-        y_mean, y_std = fd.y_tr.mean(0), fd.y_tr.std(0) + 1e-8
-        y_tr = ((fd.y_tr - y_mean) / y_std).astype(np.float32)
-    kw = {"in_features": fd.X_tr.shape[1]} if not spec_input else {"in_chans": 1}
-    net = create_model(tc.model, num_classes=n_out, **kw, **tc.model_params)
-    model = Wrapped(net, x_mean, x_std, spec_input, y_mean, y_std).to(device)
-    opt = make_optimizer(model.parameters(), tc)
-    train_loss = nn.CrossEntropyLoss(label_smoothing=tc.label_smoothing) if classification else nn.MSELoss()
+    if tc.overfit_batches:
+        fd = overfit_subset(fd, tc)
+    model = build_model(prep, tc, fd, n_out)
+    y_tr = fd.y_tr if classification else ((fd.y_tr - fd.y_tr.mean(0)) / (fd.y_tr.std(0) + 1e-8)).astype(np.float32)
+    model = model.to(device)
+    if device.type == "cuda" and tc.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    aug = tc.augment_config()
+    if (aug.freq_mask or aug.time_mask) and model.spec_input and not tc.overfit_batches:
+        from functools import partial
+
+        from .augment import spec_augment
+
+        model.augment = partial(spec_augment, cfg=aug)
+    if tc.overfit_batches:
+        tc = dataclasses.replace(tc, **{f: 0 for f in AUG_FIELDS}, patience=tc.epochs + 1)
+    st, freezer = optimisation(model, tc, len(fd.X_tr), classification, n_out, device)
     val_loss = nn.CrossEntropyLoss() if classification else _ScaledMSE(model)
     fill = _prior(fd.y_tr, n_out, classification)
     metric = tc.metric or prep.cfg.competition.metric
     sign = 1 if greater_is_better(metric) else -1
+    x_fill = float(model.x_mean.mean())
     best, best_state, best_m, history, since = -np.inf, None, {}, [], 0
     for epoch in range(1, tc.epochs + 1):
         t0 = time.perf_counter()
-        tl = train_one_epoch(model, fd.X_tr, y_tr, opt, train_loss, tc, rng, device)
+        if freezer is not None:
+            freezer.apply(epoch - 1)
+        tl = train_one_epoch(model, fd.X_tr, y_tr, st, tc, rng, device, x_fill)
         m, _, _ = evaluate(model, fd.X_va, fd.y_va, fd.row_va, _rows_target(fd), val_loss, tc, classification,
                            prep.ds.targets, fill, device)
+        if st.sched is not None and not st.per_step:
+            st.sched.step(m[metric]) if tc.scheduler == "plateau" else st.sched.step()
         history.append({"epoch": epoch, "train_loss": tl, "val_loss": m["loss"], **{f"val_{a}": b for a, b in m.items() if a != "loss"},
-                        "seconds": time.perf_counter() - t0})
+                        "lr": st.opt.param_groups[-1]["lr"], "seconds": time.perf_counter() - t0})
         log.info("fold %d epoch %3d  train_loss %.4f  val_loss %.4f  val_%s %.4f  (%.1fs)", k, epoch, tl, m["loss"], metric, m[metric], history[-1]["seconds"])
         if on_epoch is not None:
             on_epoch(k, epoch, m[metric])
@@ -239,6 +454,7 @@ def fit_fold(prep: Prepared, tc: TrainConfig, fd: FoldData, k: int, device: torc
                 log.info("fold %d: early stop at epoch %d (best epoch %d)", k, epoch, best_m["epoch"])
                 break
     model.load_state_dict(best_state)
+    model.augment = None
     return model, history, best_m
 
 
@@ -345,14 +561,15 @@ def train_fold(prep: Prepared, tc: TrainConfig, run: Run, items: dict[str, Items
         raise RunError(f"fold {k} has no validation or no training rows in the fold file")
     model, history, best = fit_fold(prep, tc, fd, k, device, n_out, on_epoch)
     fill = _prior(fd.y_tr, n_out, classification)
+    how = tc.aggregate if classification else "mean"
     preds: dict[str, np.ndarray] = {}
     for split in ("test", "holdout"):
         it = items[split]
-        out = decode(model, predict(model, it.X, tc.batch_size, device), classification) if len(it.row) else np.zeros((0, n_out))
-        preds[split] = aggregate(out, it.row, it.n_rows, fill)
-    va = decode(model, predict(model, fd.X_va, tc.batch_size, device), classification)
+        out = decode(model, predict(model, it.X, tc, device), classification) if len(it.row) else np.zeros((0, n_out))
+        preds[split] = aggregate(out, it.row, it.n_rows, fill, how)
+    va = decode(model, predict(model, fd.X_va, tc, device), classification)
     rows, local = np.unique(fd.row_va, return_inverse=True)
-    preds["val"] = aggregate(va, local, len(rows), fill)
+    preds["val"] = aggregate(va, local, len(rows), fill, how)
     spec = get_spec(tc.model)
     save_torch(run.root / f"fold{k}.pt", {"state_dict": model.state_dict(), "model": tc.model, "model_params": tc.model_params,
                                           "input": spec.input, "n_out": n_out, "in_features": fd.X_tr.shape[1] if spec.input == "vector" else None,
@@ -466,39 +683,65 @@ def parse_params(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
+CLI_SKIP = {"model", "model_params"}
+
+
 def build_train_config(cfg: WorkspaceConfig, args: argparse.Namespace) -> TrainConfig:
-    """Defaults <- workspace [train] section <- command line."""
+    """Defaults <- workspace [train] section <- tuned --params <- command-line flags."""
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    base = {k: v for k, v in cfg.train.items() if k in fields}
     unknown = sorted(set(cfg.train) - fields)
     if unknown:
         raise SystemExit(f"{cfg.path}: unknown key(s) {unknown} in [train]; valid: {sorted(fields)}")
-    for key in ("epochs", "batch_size", "lr", "weight_decay", "optimizer", "patience", "seed", "folds", "device", "run_id", "metric", "repeat", "fold_file"):
-        val = getattr(args, key, None)
-        if val is not None:
-            base[key] = val
-    base["model_params"] = {**base.get("model_params", {}), **parse_params(args.param)}
-    return TrainConfig(model=args.model, **base)
+    base = dict(cfg.train)
+    params = dict(base.pop("model_params", {}))
+    if getattr(args, "params", None):
+        for key, val in load_tuned_params(args.params, cfg, args).items():
+            (base if key in fields else params)[key] = val
+    for f in dataclasses.fields(TrainConfig):
+        val = getattr(args, f.name, None)
+        if f.name not in CLI_SKIP and val is not None:
+            base[f.name] = val
+    params.update(parse_params(args.param))
+    if getattr(args, "pretrained_file", None):
+        params["pretrained"] = args.pretrained_file
+    return TrainConfig(model=args.model, model_params=params, **base)
+
+
+def load_tuned_params(spec: str, cfg: WorkspaceConfig, args: argparse.Namespace) -> dict[str, Any]:
+    """``--params best`` or a JSON file written by src.tune; src.tune refuses params tuned on other folds."""
+    from . import tune
+    from .artifacts import file_sha256
+    from .folds import FoldError, fold_path
+
+    ff = Path(args.fold_file) if getattr(args, "fold_file", None) else fold_path(cfg, args.workdir)
+    if not ff.is_file():
+        raise FoldError(f"{ff} missing: run python -m src.folds --config {cfg.path}")
+    return tune.load_params(spec, cfg, file_sha256(ff), args.model)
 
 
 def add_train_args(ap: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field (``--batch-size``, ``--freq-mask``, ``--amp/--no-amp`` ...)."""
     ap.add_argument("--config", required=True)
-    ap.add_argument("--model", required=True, help="registered model name (see src/models.py)")
+    ap.add_argument("--model", required=True, help="registered model name or any timm model name (see README)")
     ap.add_argument("--workdir", default=".")
-    ap.add_argument("--folds", type=int, nargs="+", help="train only these folds (default: all)")
-    ap.add_argument("--run-id", dest="run_id", help="run folder name; an existing one is resumed")
-    ap.add_argument("--epochs", type=int)
-    ap.add_argument("--batch-size", dest="batch_size", type=int)
-    ap.add_argument("--lr", type=float)
-    ap.add_argument("--weight-decay", dest="weight_decay", type=float)
-    ap.add_argument("--optimizer")
-    ap.add_argument("--patience", type=int)
-    ap.add_argument("--seed", type=int)
-    ap.add_argument("--metric")
-    ap.add_argument("--repeat", type=int, help="repeated k-fold: use fold column fold_r<N>")
-    ap.add_argument("--fold-file", dest="fold_file")
-    ap.add_argument("--device", choices=["auto", "cpu", "cuda"])
-    ap.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="model parameter, e.g. --param hidden=[64,32]")
+    ap.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                    help="model parameter, e.g. --param hidden=[64,32] --param pretrained=True")
+    ap.add_argument("--params", help="tuned parameters: 'best' (the model's Optuna study) or optuna_studies/<study>.json")
+    ap.add_argument("--pretrained-file", help="local ImageNet weights (file or folder) for a timm backbone")
+    ap.add_argument("--overfit-batch", dest="overfit_batches", type=int, help="train and validate on N fixed batches")
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in CLI_SKIP or f.name == "overfit_batches":
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in ("bool", bool):
+            ap.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None)
+        elif f.name in ("folds",):
+            ap.add_argument(flag, dest=f.name, type=int, nargs="+")
+        elif f.name == "task_weights":
+            ap.add_argument(flag, dest=f.name, type=float, nargs="+")
+        else:
+            typ = {"int": int, "float": float, "str": str}.get(str(f.type), str)
+            ap.add_argument(flag, dest=f.name, type=typ)
 
 
 def main(argv: list[str] | None = None) -> None:
