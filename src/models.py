@@ -52,8 +52,9 @@ def get_spec(name: str) -> ModelSpec:
 def create_model(name: str, num_classes: int, in_features: int | None = None, in_chans: int = 1, **kwargs: Any) -> nn.Module:
     """Build a registered model; ``kwargs`` override the entry's defaults.
 
-    Spectrogram models also take ``input_shape=(n_mels, T)``; timm entries take ``pretrained``,
-    ``in_chans`` (1|3 channels fed to the backbone), ``channels_mode`` and ``resize``.
+    Spectrogram models also take ``input_shape=(n_mels, T)``. For timm entries ``in_chans`` (1 or 3)
+    is what the backbone sees: the 1-channel spectrogram is repeated (or stacked with its deltas,
+    ``channels_mode="delta"``) to 3 channels; they also take ``pretrained`` and ``resize``.
     """
     spec = get_spec(name)
     params = {**spec.defaults, **kwargs}
@@ -336,7 +337,7 @@ def timm_space(trial: Any) -> dict[str, Any]:
     }
 
 
-TIMM_DEFAULTS: dict[str, Any] = {"pretrained": False, "in_chans": 3, "channels_mode": "repeat", "resize": None, "drop_rate": 0.2}
+TIMM_DEFAULTS: dict[str, Any] = {"pretrained": False, "channels_mode": "repeat", "resize": None, "drop_rate": 0.2}
 TIMM_NAMES = ("vgg16", "resnet18", "resnet50", "efficientnet_b0", "tf_efficientnet_lite0", "inception_v3")
 
 
@@ -355,9 +356,7 @@ def build_timm(name: str, in_chans: int, num_classes: int, pretrained: bool | st
 
 def _register_timm(name: str) -> None:
     def builder(in_chans: int, num_classes: int, **kw: Any) -> nn.Module:
-        kw = dict(kw)
-        chans = kw.pop("in_chans", in_chans)
-        return build_timm(name, chans, num_classes, **kw)
+        return build_timm(name, in_chans, num_classes, **kw)
 
     REGISTRY[name] = ModelSpec(name, "spec", builder, dict(TIMM_DEFAULTS), f"timm {name} (pretrained via src.pretrained)", timm_space)
 

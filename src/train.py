@@ -366,10 +366,12 @@ def build_model(prep: Prepared, tc: TrainConfig, fd: FoldData, n_out: int) -> Wr
         from .augment import crop_time
 
         shape = crop_time(fd.X_tr[:1], tc.crop_frames, None).shape[1:]
-        kw = {"in_chans": 1, "input_shape": shape}
+        params = dict(tc.model_params)
+        kw = {"in_chans": params.pop("in_chans", 1), "input_shape": shape}  # in_chans: what a timm backbone sees
     else:
+        params = dict(tc.model_params)
         kw = {"in_features": fd.X_tr.shape[1]}
-    net = create_model(tc.model, num_classes=n_out, **kw, **tc.model_params)
+    net = create_model(tc.model, num_classes=n_out, **kw, **params)
     model = Wrapped(net, x_mean, x_std, spec_input, y_mean, y_std)
     if tc.init_checkpoint:
         from .pretrained import load_checkpoint_backbone
