@@ -145,7 +145,7 @@ def _read_sample_submission(cfg: WorkspaceConfig) -> pd.DataFrame | None:
 def _load_tabular(cfg: WorkspaceConfig) -> Dataset:
     d = cfg.data
     path = cfg.resolve(d.train_csv)
-    df = pd.read_csv(path)
+    df = pd.read_csv(path, dtype={d.id_column: str})  # ids stay text: '00012' must not become 12
     targets = list(cfg.competition.targets)
     needed = [d.id_column] + targets + [c for c in (d.group_column,) if c]
     missing = [c for c in needed if c not in df.columns]
@@ -159,7 +159,7 @@ def _load_tabular(cfg: WorkspaceConfig) -> Dataset:
     test = pd.DataFrame(columns=["id"])
     if d.test_csv:
         tpath = cfg.resolve(d.test_csv)
-        tdf = pd.read_csv(tpath)
+        tdf = pd.read_csv(tpath, dtype={d.id_column: str})
         miss = [c for c in [d.id_column] + features if c not in tdf.columns]
         if miss:
             raise DataError(f"{tpath}: column(s) {miss[:10]} of the training features are missing")

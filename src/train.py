@@ -15,6 +15,7 @@ import ast
 import dataclasses
 import logging
 import random
+import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -82,6 +83,7 @@ class TrainConfig:
     task_weights: list[float] | None = None  # per-target loss weights (regression with several targets)
     aggregate: str = "mean"  # segment -> clip: mean | max | logmean (geometric mean of probabilities)
     overfit_batches: int = 0  # >0: train and validate on this many fixed batches (can the net fit at all?)
+    plots: bool = True  # curves.png / confusion.png (tuning and tests switch them off)
     run_id: str = ""
     fold_file: str = ""  # default folds/<name>_k<n_splits>.csv
 
@@ -522,7 +524,7 @@ def open_run(cfg: WorkspaceConfig, tc: TrainConfig, prep: Prepared, fold_file: P
     meta = {
         "run_id": tc.run_id, "created": _now(), "code_version": code_version(),
         "workspace": cfg.to_dict(), "train": dataclasses.asdict(tc),
-        "fold_file": str(fold_file), "fold_sha256": fold_hash, "fold_column": fold_column(tc.repeat),
+        "fold_file": str(Path(fold_file).resolve()), "fold_sha256": fold_hash, "fold_column": fold_column(tc.repeat),
         "task": cfg.competition.task, "classes": prep.ds.classes, "targets": prep.ds.targets,
         "input": get_spec(tc.model).input, "n_train": len(prep.ds.train), "n_test": len(prep.ds.test),
         "n_holdout": len(prep.ds.holdout), "train_ids_sha256": _ids_hash(prep.ds.train["id"]),
@@ -535,6 +537,12 @@ def open_run(cfg: WorkspaceConfig, tc: TrainConfig, prep: Prepared, fold_file: P
                 raise RunError(f"{root} exists with a different {key}; resume only works for the same data and folds — pick a new --run-id")
         if old["train"]["model"] != tc.model:
             raise RunError(f"{root} holds model {old['train']['model']!r}, not {tc.model!r}; pick a new --run-id")
+        ignore = {"folds", "run_id", "device", "plots"}
+        changed = sorted(k for k, v in meta["train"].items() if k not in ignore and old["train"].get(k) != v)
+        if changed:
+            diff = ", ".join(f"{k}: {old['train'].get(k)!r} -> {meta['train'][k]!r}" for k in changed)
+            raise RunError(f"{root} was trained with other settings ({diff}); "
+                           "resuming would mix folds trained differently — pick a new --run-id")
         log.info("resuming run %s", root)
     else:
         root.mkdir(parents=True, exist_ok=True)
@@ -581,7 +589,7 @@ def train_fold(prep: Prepared, tc: TrainConfig, run: Run, items: dict[str, Items
     return best
 
 
-def finalize(prep: Prepared, run: Run, folds: list[int], metric: str) -> dict:
+def finalize(prep: Prepared, run: Run, folds: list[int], metric: str, plots: bool = True) -> dict:
     """Assemble oof/test/holdout from the per-fold files; write metrics.json and plots."""
     from .plots import plot_confusion, plot_curves
 
@@ -616,6 +624,8 @@ def finalize(prep: Prepared, run: Run, folds: list[int], metric: str) -> dict:
         metrics["holdout"] = compute_metrics(classification, ds.labels("holdout"), hold, ds.targets)
     metrics["history"] = {str(k): h for k, h in histories.items()}
     write_json(run.root / "metrics.json", metrics)
+    if not plots:
+        return metrics
     plot_curves(histories, metric if f"val_{metric}" in histories[folds[0]][0] else "loss", run.root / "curves.png")
     if classification:
         plot_confusion(y[have], oof[have].argmax(1), ds.classes, run.root / "confusion.png")
@@ -643,7 +653,7 @@ def run_training(cfg: WorkspaceConfig, tc: TrainConfig, workdir: str | Path = ".
     bad = sorted(set(todo) - set(fold_of_row))
     if bad:
         raise RunError(f"fold(s) {bad} not in {fold_file} (it has {sorted(set(fold_of_row))})")
-    tc.run_id = tc.run_id or f"{cfg.name}-{tc.model}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    tc.run_id = tc.run_id or f"{cfg.name}-{tc.model}-{datetime.now().strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
     tc.metric = tc.metric or cfg.competition.metric
     run = open_run(cfg, tc, prep, fold_file, fold_hash, workdir)
     spec = get_spec(tc.model)
@@ -665,7 +675,7 @@ def run_training(cfg: WorkspaceConfig, tc: TrainConfig, workdir: str | Path = ".
         run.set_status(k, status="done", finished=_now(), seconds=round(time.perf_counter() - t0, 2))
         if on_fold is not None:
             on_fold(k, best)
-    metrics = finalize(prep, run, todo, tc.metric)
+    metrics = finalize(prep, run, todo, tc.metric, tc.plots)
     log.info("run %s: %s %.4f ± %.4f over %d fold(s) (clip level); artifacts in %s", tc.run_id, tc.metric,
              metrics["mean"][tc.metric], metrics["std"][tc.metric], len(todo), run.root)
     return run.root
