@@ -1,23 +1,47 @@
-"""Ensemble runs that share a fold file: ``python -m src.ensemble RUN RUN ... [--name NAME]``.
+"""Ensemble runs that share a fold file: ``python -m src.ensemble RUN RUN ... [--method M] [--name NAME]``.
 
 Reads only run artifacts (``config.json``, ``oof.npy``, ``test.npy``,
 ``holdout.npy``, ``metrics.json``) and writes a new run folder under the same
-contract, so an ensemble can be submitted, compared or ensembled again.
+contract (plus ``weights.json``), so an ensemble can be submitted, compared or
+ensembled again.
+
+Methods (classification; probability matrices ``(n, C)`` per run):
+
+* ``mean`` — arithmetic mean of probabilities;
+* ``geometric`` — geometric mean, rows renormalised to sum to 1;
+* ``rank`` — per class, the average of each run's rank-normalised scores,
+  rows renormalised (ranks are taken within OOF and within test separately);
+* ``hill`` — Caruana et al. (2004) greedy forward selection with replacement:
+  repeatedly add the run whose inclusion most improves the OOF metric of the
+  averaged probability matrix; the counts become weights;
+* ``stack`` — a meta-model (``--meta logreg`` or ``gbm``) on the runs' OOF
+  log-probabilities.
+
+``hill`` and ``stack`` fit on OOF predictions, so scoring them on the same
+OOF rows would be optimistic. Their reported OOF (and ``oof.npy``) is nested:
+for each outer fold k of the shared fold file the weights / meta-model are
+fitted on the OOF rows of the other folds and predict fold k. Test and holdout
+predictions use the weights / meta-model fitted on all OOF rows. (The base OOF
+rows of other folds came from models that saw fold k; this second-order
+leakage is the usual, small, price of stacking on OOF.)
 """
 from __future__ import annotations
 
 import argparse
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
-from .artifacts import code_version, read_json, setup_logging, write_json, write_npy
-from .metrics import compute_metrics
+from .artifacts import code_version, file_sha256, read_json, setup_logging, write_json, write_npy
+from .metrics import compute_metrics, greater_is_better
 
 log = logging.getLogger(__name__)
+METHODS = ("mean", "geometric", "rank", "hill", "stack")
+EPS = 1e-7
 
 
 class EnsembleError(ValueError):
@@ -68,72 +92,371 @@ def check_compatible(runs: list[RunArtifacts]) -> None:
         if r.oof.shape != ref.oof.shape or r.test.shape != ref.test.shape:
             raise EnsembleError(f"runs {ref.name} and {r.name} have different prediction shapes: "
                                 f"oof {ref.oof.shape} vs {r.oof.shape}, test {ref.test.shape} vs {r.test.shape}")
+        if (r.holdout is None) != (ref.holdout is None) or (r.holdout is not None and r.holdout.shape != ref.holdout.shape):
+            log.warning("runs %s and %s differ in holdout predictions: the ensemble gets no holdout.npy", ref.name, r.name)
+
+
+def fold_file_path(run: RunArtifacts, workdir: str | Path = ".") -> Path:
+    """The run's fold file: as recorded, relative to the workdir / the run's workspace / the current folder,
+    or (for a run copied from another machine, e.g. a Kaggle kernel) ``folds/<file name>`` there.
+
+    Refuses a file whose sha256 differs from the one recorded when the run was trained.
+    """
+    rec = Path(run.config["fold_file"])
+    bases = [Path(workdir), run.root.parent.parent, Path(".")]
+    cands = ([rec] if rec.is_absolute() else [b / rec for b in bases]) + [b / "folds" / rec.name for b in bases]
+    seen = [p for p in cands if p.is_file()]
+    for p in seen:
+        if not run.config.get("fold_sha256") or file_sha256(p) == run.config["fold_sha256"]:
+            return p
+    if seen:
+        raise EnsembleError(f"{seen[0]} has changed since run {run.name} was trained (sha256 differs from "
+                            f"config.json fold_sha256): its OOF rows no longer match; re-train or restore the fold file")
+    raise EnsembleError(f"fold file {rec} of run {run.name} not found (looked in {sorted({str(c) for c in cands})}); pass --workdir")
+
+
+def load_fold_table(run: RunArtifacts, workdir: str | Path = ".") -> tuple[np.ndarray, np.ndarray]:
+    """(class index per training row, fold per row for the run's fold column), from the shared fold file."""
+    import pandas as pd
+
+    path = fold_file_path(run, workdir)
+    folds = pd.read_csv(path, dtype={"id": str}, keep_default_na=False)
+    col = run.config.get("fold_column", "fold")
+    if col not in folds:
+        raise EnsembleError(f"{path} has no column {col!r} used by run {run.name}")
+    if run.config["task"] != "classification":
+        raise EnsembleError("regression ensembles need the targets: not supported by the fold file alone")
+    idx = {c: i for i, c in enumerate(run.config["classes"])}
+    y = folds["label"].astype(str).map(idx)
+    if y.isna().any():
+        bad = folds["label"][y.isna()].unique()[:5].tolist()
+        raise EnsembleError(f"{path}: label(s) {bad} are not in run {run.name}'s class list {run.config['classes']}")
+    return y.to_numpy(int), folds[col].to_numpy()
+
+
+def labels_from_folds(config: dict, classification: bool, workdir: str | Path = ".") -> np.ndarray:
+    """Ground truth for OOF scoring, read from the fold file the runs share."""
+    if not classification:
+        raise EnsembleError("regression ensembles need the targets: not supported by the fold file alone")
+    fake = RunArtifacts(config.get("run_id", "run"), Path(workdir) / "runs" / "_", config, np.zeros(0), np.zeros(0), None, {})
+    return load_fold_table(fake, workdir)[0]
+
+
+# ----------------------------------------------------------------------------- combiners
+
+
+def _normalise(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=np.float64), 0, None)
+    s = p.sum(1, keepdims=True)
+    return np.where(s > 0, p / np.where(s > 0, s, 1), 1.0 / p.shape[1])
 
 
 def mean_probs(mats: list[np.ndarray], weights: np.ndarray | None = None) -> np.ndarray:
-    w = np.ones(len(mats)) / len(mats) if weights is None else np.asarray(weights) / np.sum(weights)
-    return np.tensordot(w, np.stack(mats), axes=1).astype(np.float32)
+    w = np.ones(len(mats)) / len(mats) if weights is None else np.asarray(weights, dtype=np.float64) / np.sum(weights)
+    return np.tensordot(w, np.stack(mats).astype(np.float64), axes=1).astype(np.float32)
 
 
-def labels_from_folds(config: dict, classification: bool) -> np.ndarray:
-    """Ground truth for OOF scoring, read from the fold file the runs share."""
-    import pandas as pd
-
-    folds = pd.read_csv(config["fold_file"], dtype={"id": str}, keep_default_na=False)
-    if classification:
-        idx = {c: i for i, c in enumerate(config["classes"])}
-        return folds["label"].astype(str).map(idx).to_numpy()
-    raise EnsembleError("regression ensembles need the targets: not supported by the fold file alone")
+def geometric_mean(mats: list[np.ndarray], weights: np.ndarray | None = None) -> np.ndarray:
+    """Weighted mean of log-probabilities, exponentiated and renormalised per row."""
+    w = np.ones(len(mats)) / len(mats) if weights is None else np.asarray(weights, dtype=np.float64) / np.sum(weights)
+    logp = np.tensordot(w, np.log(np.clip(np.stack(mats).astype(np.float64), EPS, 1.0)), axes=1)
+    logp -= logp.max(1, keepdims=True)
+    return _normalise(np.exp(logp)).astype(np.float32)
 
 
-def ensemble(run_names: list[str], name: str | None = None, workdir: str | Path = ".") -> Path:
+def rank_average(mats: list[np.ndarray], weights: np.ndarray | None = None) -> np.ndarray:
+    """Average per-class ranks (scaled to (0, 1]) over runs; rows renormalised to probabilities."""
+    from scipy.stats import rankdata
+
+    w = np.ones(len(mats)) / len(mats) if weights is None else np.asarray(weights, dtype=np.float64) / np.sum(weights)
+    n = len(mats[0])
+    if n == 0:
+        return np.zeros_like(mats[0], dtype=np.float32)
+    ranks = np.stack([rankdata(m, axis=0) / n for m in mats])
+    return _normalise(np.tensordot(w, ranks, axes=1)).astype(np.float32)
+
+
+COMBINERS: dict[str, Callable[..., np.ndarray]] = {"mean": mean_probs, "geometric": geometric_mean, "rank": rank_average}
+
+
+def _score(metric: str, y: np.ndarray, p: np.ndarray, targets: list[str]) -> tuple[float, float]:
+    """Sort key for hill climbing: (metric oriented so larger is better, -log loss as tie-break)."""
+    m = compute_metrics(True, y, p, targets)
+    sign = 1.0 if greater_is_better(metric) else -1.0
+    return sign * m[metric], -m["log_loss"]
+
+
+def hill_climb(oofs: list[np.ndarray], y: np.ndarray, metric: str, targets: list[str], max_iter: int = 50,
+               patience: int = 5) -> tuple[np.ndarray, list[int]]:
+    """Caruana greedy forward selection with replacement on whole probability matrices.
+
+    Starts from the single best run, then adds (again and again, replacement allowed) the run
+    that gives the best averaged OOF score; keeps the best bag seen and stops after
+    ``patience`` rounds without improvement. Returns (weights summing to 1, selection order).
+    """
+    mats = [m.astype(np.float64) for m in oofs]
+    scores = [_score(metric, y, m, targets) for m in mats]
+    first = int(max(range(len(mats)), key=lambda i: scores[i]))
+    counts = np.zeros(len(mats))
+    counts[first] = 1
+    total, path = mats[first].copy(), [first]
+    best, best_counts, since = scores[first], counts.copy(), 0
+    for _ in range(max_iter):
+        n = counts.sum()
+        cand = [_score(metric, y, (total + m) / (n + 1), targets) for m in mats]
+        i = int(max(range(len(mats)), key=lambda j: cand[j]))
+        counts[i] += 1
+        total += mats[i]
+        path.append(i)
+        if cand[i] > best:
+            best, best_counts, since = cand[i], counts.copy(), 0
+        else:
+            since += 1
+            if since >= patience:
+                break
+    return best_counts / best_counts.sum(), path[: int(best_counts.sum())]
+
+
+def _stack_features(mats: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate([np.log(np.clip(m.astype(np.float64), EPS, 1.0)) for m in mats], axis=1)
+
+
+def make_meta(kind: str, seed: int = 0):
+    """A small meta-model: multinomial logistic regression (default) or a shallow gradient-boosting model."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+
+    if kind == "logreg":
+        return LogisticRegression(C=1.0, max_iter=2000)
+    if kind == "gbm":
+        return HistGradientBoostingClassifier(max_iter=100, learning_rate=0.05, max_depth=3, min_samples_leaf=10, random_state=seed)
+    raise EnsembleError(f"unknown meta-model {kind!r}; choose logreg or gbm")
+
+
+def _meta_predict(model, X: np.ndarray, n_classes: int) -> np.ndarray:
+    """Meta-model probabilities expanded to every class (a fold may lack a class in training)."""
+    out = np.zeros((len(X), n_classes))
+    if len(X) == 0:  # e.g. a competition without a test split
+        return out
+    out[:, model.classes_] = model.predict_proba(X)
+    return _normalise(out)
+
+
+@dataclass
+class Fitted:
+    """A fitted combination: OOF (honest), test, holdout predictions, the full-data weights and extras."""
+
+    oof: np.ndarray
+    test: np.ndarray
+    holdout: np.ndarray | None
+    weights: dict[str, float]
+    extra: dict = field(default_factory=dict)
+    oof_in_sample: np.ndarray | None = None
+
+
+def fit_method(method: str, runs: list[RunArtifacts], y: np.ndarray, folds: np.ndarray, have: np.ndarray, metric: str,
+               meta: str = "logreg") -> Fitted:
+    """Combine the runs' predictions with one method (see the module docstring for why OOF is nested)."""
+    names = [r.name for r in runs]
+    hold = [r.holdout for r in runs] if all(r.holdout is not None for r in runs) else None
+    targets = runs[0].config.get("targets", [])
+    n_cls = runs[0].oof.shape[1]
+    if method in COMBINERS:
+        f = COMBINERS[method]
+        oof = np.full(runs[0].oof.shape, np.nan, np.float32)
+        oof[have] = f([r.oof[have] for r in runs])
+        return Fitted(oof, f([r.test for r in runs]), f(hold) if hold else None, {n: 1 / len(runs) for n in names})
+    if method == "hill":
+        return _fit_hill(runs, y, folds, have, metric, targets, hold)
+    if method == "stack":
+        return _fit_stack(runs, y, folds, have, meta, n_cls, hold)
+    raise EnsembleError(f"unknown method {method!r}; choose from {list(METHODS)}")
+
+
+def _fit_hill(runs, y, folds, have, metric, targets, hold) -> Fitted:
+    names = [r.name for r in runs]
+    oof = np.full(runs[0].oof.shape, np.nan, np.float32)
+    per_fold = {}
+    for k in np.unique(folds[have]):
+        tr, va = have & (folds != k), have & (folds == k)
+        w, _ = hill_climb([r.oof[tr] for r in runs], y[tr], metric, targets)
+        oof[va] = mean_probs([r.oof[va] for r in runs], w)
+        per_fold[str(k)] = dict(zip(names, w.round(4).tolist()))
+    w, path = hill_climb([r.oof[have] for r in runs], y[have], metric, targets)
+    in_sample = np.full(oof.shape, np.nan, np.float32)
+    in_sample[have] = mean_probs([r.oof[have] for r in runs], w)
+    return Fitted(oof, mean_probs([r.test for r in runs], w), mean_probs(hold, w) if hold else None,
+                  dict(zip(names, w.tolist())), {"selection_order": [names[i] for i in path], "weights_per_outer_fold": per_fold},
+                  in_sample)
+
+
+def _fit_stack(runs, y, folds, have, meta, n_cls, hold) -> Fitted:
+    names = [r.name for r in runs]
+    X = _stack_features([r.oof for r in runs])
+    oof = np.full(runs[0].oof.shape, np.nan, np.float32)
+    for k in np.unique(folds[have]):
+        tr, va = have & (folds != k), have & (folds == k)
+        model = make_meta(meta).fit(X[tr], y[tr])
+        oof[va] = _meta_predict(model, X[va], n_cls)
+    model = make_meta(meta).fit(X[have], y[have])
+    in_sample = np.full(oof.shape, np.nan, np.float32)
+    in_sample[have] = _meta_predict(model, X[have], n_cls)
+    test = _meta_predict(model, _stack_features([r.test for r in runs]), n_cls).astype(np.float32)
+    holdout = _meta_predict(model, _stack_features(hold), n_cls).astype(np.float32) if hold else None
+    extra: dict = {"meta_model": meta}
+    if hasattr(model, "coef_"):  # importance of each run: mean |coefficient| over its C input columns
+        coef = np.abs(model.coef_).reshape(model.coef_.shape[0], len(runs), n_cls).mean(axis=(0, 2))
+        weights = dict(zip(names, (coef / coef.sum()).tolist()))
+        extra["coef"] = model.coef_.tolist()
+        extra["intercept"] = model.intercept_.tolist()
+        extra["weights_note"] = "stacking: weights are each run's share of the mean |coefficient| of the logistic meta-model"
+    else:
+        weights = {n: float("nan") for n in names}
+        extra["weights_note"] = "stacking with a GBM meta-model has no per-run weights"
+    return Fitted(oof, test, holdout, weights, extra, in_sample)
+
+
+# ----------------------------------------------------------------------------- scoring and writing
+
+
+def per_fold_metrics(y: np.ndarray, oof: np.ndarray, folds: np.ndarray, targets: list[str]) -> dict[str, dict[str, float]]:
+    """Metrics of each fold's OOF rows, the same numbers ``metrics["folds"]`` holds for a trained run."""
+    have = ~np.isnan(oof).any(1)
+    return {str(int(k)): compute_metrics(True, y[have & (folds == k)], oof[have & (folds == k)], targets)
+            for k in np.unique(folds[have])}
+
+
+def per_class_scores(y: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[str, dict[str, float]]:
+    from sklearn.metrics import precision_recall_fscore_support
+
+    p, r, f, s = precision_recall_fscore_support(y, probs.argmax(1), labels=np.arange(len(classes)), zero_division=0)
+    return {c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])} for i, c in enumerate(classes)}
+
+
+def _summary(y, oof, folds, targets) -> dict:
+    pf = per_fold_metrics(y, oof, folds, targets)
+    keys = list(next(iter(pf.values())))
+    have = ~np.isnan(oof).any(1)
+    return {"folds": pf, "mean": {a: float(np.mean([v[a] for v in pf.values()])) for a in keys},
+            "std": {a: float(np.std([v[a] for v in pf.values()])) for a in keys},
+            "oof": compute_metrics(True, y[have], oof[have], targets)}
+
+
+def ensemble(run_names: list[str], name: str | None = None, workdir: str | Path = ".", method: str = "mean",
+             meta: str = "logreg") -> Path:
+    """Combine runs with ``method`` and write the ensemble's run folder. Returns it."""
+    if method not in METHODS:
+        raise EnsembleError(f"unknown method {method!r}; choose from {list(METHODS)}")
     runs = [load_run(r, workdir) for r in run_names]
     if len(runs) < 2:
         raise EnsembleError("give at least two runs to ensemble")
+    if len({r.root.resolve() for r in runs}) < len(runs):
+        raise EnsembleError(f"the same run is given twice in {run_names}")
     check_compatible(runs)
     ref = runs[0]
-    classification = ref.config["task"] == "classification"
-    y = labels_from_folds(ref.config, classification)
+    if ref.config["task"] != "classification":
+        raise EnsembleError("regression ensembles need the targets: not supported by the fold file alone")
+    y, folds = load_fold_table(ref, workdir)
+    if len(y) != len(ref.oof):
+        raise EnsembleError(f"fold file has {len(y)} rows but run {ref.name}'s oof.npy has {len(ref.oof)}")
     have = ~np.any([np.isnan(r.oof).any(1) for r in runs], axis=0)
-    oof = mean_probs([r.oof for r in runs])
-    test = mean_probs([r.test for r in runs])
-    scores = {r.name: compute_metrics(classification, y[have], r.oof[have], ref.config["targets"]) for r in runs}
-    ens = compute_metrics(classification, y[have], oof[have], ref.config["targets"])
-    name = name or f"ens-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    root = Path(workdir) / "runs" / name
-    root.mkdir(parents=True, exist_ok=True)
-    write_npy(root / "oof.npy", oof)
-    write_npy(root / "test.npy", test)
-    metrics = {"metric": ref.metrics["metric"], "level": "clip", "method": "mean", "members": scores, "oof": ens,
-               "weights": {r.name: 1 / len(runs) for r in runs}, "n_rows_scored": int(have.sum())}
-    if all(r.holdout is not None for r in runs):
-        write_npy(root / "holdout.npy", mean_probs([r.holdout for r in runs]))
-    write_json(root / "metrics.json", metrics)
-    cfg = {k: ref.config[k] for k in ("workspace", "fold_file", "fold_sha256", "fold_column", "task", "classes", "targets",
-                                      "n_train", "n_test", "n_holdout", "train_ids_sha256") if k in ref.config}
-    write_json(root / "config.json", {**cfg, "run_id": name, "members": [str(r.root) for r in runs], "method": "mean",
-                                      "code_version": code_version(), "train": {"model": "ensemble"}})
+    metric = ref.metrics["metric"]
+    fit = fit_method(method, runs, y, folds, have, metric, meta)
+    targets, classes = ref.config["targets"], ref.config["classes"]
+    members = {r.name: {**_summary(y, np.where(have[:, None], r.oof, np.nan), folds, targets),
+                        "per_class": per_class_scores(y[have], r.oof[have], classes)} for r in runs}
+    metrics = {"metric": metric, "level": "clip", "method": method if method != "stack" else f"stack-{meta}",
+               **_summary(y, fit.oof, folds, targets), "folds_done": sorted(int(k) for k in np.unique(folds[have])),
+               "per_class": per_class_scores(y[have], fit.oof[have], classes),
+               "members": {n: {**m["oof"], "cv_mean": m["mean"][metric], "cv_std": m["std"][metric]} for n, m in members.items()},
+               "members_detail": members, "weights": fit.weights, "n_rows_scored": int(have.sum()),
+               "oof_note": "nested over the outer folds (honest)" if fit.oof_in_sample is not None else "no fitted weights: OOF is honest"}
+    if fit.oof_in_sample is not None:
+        metrics["oof_in_sample"] = compute_metrics(True, y[have], fit.oof_in_sample[have], targets)
+    root = _write_run(runs, fit, metrics, name, workdir, y, have, method, meta)
     return root
 
 
+def _model_key(run: RunArtifacts) -> str:
+    """What makes two runs 'the same model' apart from which repeat of the folds they used (see src.compare)."""
+    if "model_key" in run.config:
+        return run.config["model_key"]
+    from .artifacts import stable_hash
+
+    train = {k: v for k, v in run.config.get("train", {}).items() if k not in ("run_id", "repeat", "folds", "fold_file", "device")}
+    return f"{train.get('model', '?')}-{stable_hash(train, 8)}"
+
+
+def _write_run(runs, fit: Fitted, metrics: dict, name, workdir, y, have, method, meta) -> Path:
+    ref = runs[0]
+    name = name or f"ens-{method}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    root = Path(workdir) / "runs" / name
+    if root.resolve() in {r.root.resolve() for r in runs}:
+        raise EnsembleError(f"--name {name} would overwrite one of its own members")
+    root.mkdir(parents=True, exist_ok=True)
+    write_npy(root / "oof.npy", fit.oof.astype(np.float32))
+    write_npy(root / "test.npy", fit.test.astype(np.float32))
+    if fit.holdout is not None:
+        write_npy(root / "holdout.npy", fit.holdout.astype(np.float32))
+    write_json(root / "weights.json", {"method": metrics["method"], "weights": fit.weights, **fit.extra})
+    write_json(root / "metrics.json", metrics)
+    cfg = {k: ref.config[k] for k in ("workspace", "fold_file", "fold_sha256", "fold_column", "task", "classes", "targets",
+                                      "n_train", "n_test", "n_holdout", "train_ids_sha256") if k in ref.config}
+    fold_file = fold_file_path(ref, workdir)
+    keys = sorted(_model_key(r) for r in runs)
+    write_json(root / "config.json", {**cfg, "fold_file": str(fold_file.resolve()), "run_id": name,
+                                      "members": [str(r.root.resolve()) for r in runs], "method": metrics["method"],
+                                      "model_key": f"ens:{metrics['method']}:" + "+".join(keys),
+                                      "code_version": code_version(), "train": {"model": "ensemble", "method": metrics["method"]}})
+    try:
+        from .plots import plot_confusion
+
+        plot_confusion(y[have], fit.oof[have].argmax(1), ref.config["classes"], root / "confusion.png",
+                       title=f"{name}: OOF confusion ({metrics['method']})")
+    except Exception as exc:  # a plot never blocks the artifacts
+        log.warning("confusion plot failed: %s", exc)
+    return root
+
+
+def print_report(root: Path) -> None:
+    """Every member's CV score beside the ensemble's, the weights and the per-class scores."""
+    m = read_json(root / "metrics.json")
+    metric = m["metric"]
+    width = max(len(n) for n in [*m["members"], root.name])
+    print(f"{'run':<{width}}  OOF {metric}  CV mean ± std over folds  weight   (clip level, {m['n_rows_scored']} rows)")
+    for n, s in m["members"].items():
+        print(f"{n:<{width}}  {s[metric]:.4f}       {s['cv_mean']:.4f} ± {s['cv_std']:.4f}        {m['weights'].get(n, float('nan')):.3f}")
+    print(f"{root.name:<{width}}  {m['oof'][metric]:.4f}       {m['mean'][metric]:.4f} ± {m['std'][metric]:.4f}"
+          f"        <- ensemble ({m['method']}; {m['oof_note']})")
+    if "oof_in_sample" in m:
+        print(f"{'':<{width}}  {m['oof_in_sample'][metric]:.4f}  <- same weights fitted and scored on all OOF rows (optimistic)")
+    best = max(m["members"].items(), key=lambda kv: kv[1][metric] * (1 if greater_is_better(metric) else -1))
+    gain = m["oof"][metric] - best[1][metric]
+    print(f"gain over the best member ({best[0]}): {gain:+.4f} {metric} (test it with python -m src.compare)")
+    classes = list(m["per_class"])
+    cw = max(len(c) for c in classes)
+    print(f"\nper-class F1 (OOF)\n{'class':<{cw}}  " + "  ".join(f"{n[:10]:>10}" for n in [*m["members"], "ensemble"]))
+    for c in classes:
+        vals = [m["members_detail"][n]["per_class"][c]["f1"] for n in m["members"]] + [m["per_class"][c]["f1"]]
+        print(f"{c:<{cw}}  " + "  ".join(f"{v:>10.3f}" for v in vals))
+    print(f"\nwritten to {root}")
+
+
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description="Average the probabilities of runs that share a fold file.")
+    ap = argparse.ArgumentParser(description="Combine runs that share a fold file; write an ensemble run folder.")
     ap.add_argument("runs", nargs="+", help="run ids (under runs/) or run folders")
+    ap.add_argument("--method", default="mean", choices=METHODS,
+                    help="mean | geometric | rank | hill (Caruana greedy weights, nested OOF) | stack (meta-model, nested OOF)")
+    ap.add_argument("--meta", default="logreg", choices=["logreg", "gbm"], help="stacking meta-model")
     ap.add_argument("--name", help="name of the ensemble run folder")
     ap.add_argument("--workdir", default=".")
     args = ap.parse_args(argv)
     setup_logging()
     try:
-        root = ensemble(args.runs, args.name, args.workdir)
+        root = ensemble(args.runs, args.name, args.workdir, args.method, args.meta)
     except EnsembleError as exc:
         raise SystemExit(f"error: {exc}") from None
-    m = read_json(root / "metrics.json")
-    metric = m["metric"]
-    width = max(len(n) for n in [*m["members"], root.name])
-    print(f"{'run':<{width}}  OOF {metric} (clip level)")
-    for n, s in m["members"].items():
-        print(f"{n:<{width}}  {s[metric]:.4f}")
-    print(f"{root.name:<{width}}  {m['oof'][metric]:.4f}  <- ensemble ({m['method']}), written to {root}")
+    print_report(root)
 
 
 if __name__ == "__main__":

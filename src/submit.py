@@ -1,4 +1,7 @@
-"""Write a Kaggle submission CSV from a run: ``python -m src.submit RUN [--name NAME] [--message MSG]``.
+"""Write a Kaggle submission CSV from a run: ``python -m src.submit RUN [--name NAME] [--message MSG] [--threshold T]``.
+
+Later, ``python -m src.submit --score NAME.csv --public 0.81 [--private 0.80]`` records the
+leaderboard score next to the CV score in ``submissions/index.csv``.
 
 The CSV copies ``sample_submission.csv`` exactly: the same ids in the same
 order and the same columns. If the sample has one column besides the id, it
@@ -27,18 +30,44 @@ class SubmissionError(ValueError):
     pass
 
 
+def _is_probability_column(values: pd.Series, classes: list[str]) -> bool:
+    """A single value column holds P(positive class) when the task is binary and the sample's values are numbers, not labels."""
+    if len(classes) != 2:
+        return False
+    as_str = values.astype(str)
+    if as_str.isin(classes).all():
+        return False
+    return bool(pd.to_numeric(values, errors="coerce").notna().all())
+
+
 def build_submission(test_pred: np.ndarray, test_ids: list[str], sample: pd.DataFrame, id_col: str,
-                     classes: list[str], classification: bool) -> pd.DataFrame:
-    """Fill the sample submission's columns from test predictions (rows aligned with ``test_ids``)."""
+                     classes: list[str], classification: bool, threshold: float | None = None) -> pd.DataFrame:
+    """Fill the sample submission's columns from test predictions (rows aligned with ``test_ids``).
+
+    Labels come from the run's class list: argmax, or for two classes ``classes[1]`` when
+    P(classes[1]) >= ``threshold``. A binary competition whose sample has one numeric column
+    gets P(classes[1]) there.
+    """
     if len(test_ids) != len(test_pred):
         raise SubmissionError(f"{len(test_pred)} test predictions for {len(test_ids)} test ids")
     pos = pd.Series(np.arange(len(test_ids)), index=test_ids)
+    if pos.index.duplicated().any():
+        raise SubmissionError(f"duplicated test id(s) {pos.index[pos.index.duplicated()].unique()[:5].tolist()} in the run's test rows")
     order = pos.reindex(sample[id_col].astype(str)).to_numpy()
     if np.isnan(order.astype(float)).any():
-        raise SubmissionError("sample submission ids missing from the test predictions")
+        lost = sample[id_col].astype(str)[np.isnan(order.astype(float))].tolist()
+        raise SubmissionError(f"{len(lost)} sample submission id(s) have no test prediction (e.g. {lost[:3]})")
     pred = test_pred[order.astype(int)]
-    out = pd.DataFrame({id_col: sample[id_col].astype(str).to_numpy()})
     value_cols = [c for c in sample.columns if c != id_col]
+    if classification and len(value_cols) == 1 and _is_probability_column(sample[value_cols[0]], classes):
+        out = pd.DataFrame({id_col: sample[id_col].astype(str).to_numpy(), value_cols[0]: pred[:, 1]})
+        return out
+    if classification and len(value_cols) == 1 and threshold is not None:
+        if len(classes) != 2:
+            raise SubmissionError(f"--threshold needs two classes, the run has {len(classes)}: {classes}")
+        labels = np.asarray(classes, dtype=object)[(pred[:, 1] >= threshold).astype(int)]
+        return pd.DataFrame({id_col: sample[id_col].astype(str).to_numpy(), value_cols[0]: labels})
+    out = pd.DataFrame({id_col: sample[id_col].astype(str).to_numpy()})
     if classification and sorted(value_cols) == sorted(classes):
         for j, c in enumerate(classes):
             out[c] = pred[:, j]
@@ -78,18 +107,29 @@ def validate_submission(sub: pd.DataFrame, sample: pd.DataFrame, id_col: str, cl
         r = int(np.argmax(nan_rows))
         raise SubmissionError(f"{int(nan_rows.sum())} row(s) with empty/NaN values, first at row {r + 2} (id {ids.iloc[r]!r})")
     if classes and sorted(values.columns) == sorted(classes):
-        sums = values.to_numpy(float).sum(1)
+        arr = values.to_numpy(float)
+        out_of_range = (arr < -prob_tol) | (arr > 1 + prob_tol)
+        if out_of_range.any():
+            r = int(np.argmax(out_of_range.any(1)))
+            raise SubmissionError(f"{int(out_of_range.any(1).sum())} row(s) have probabilities outside [0, 1], first at row {r + 2} (id {ids.iloc[r]!r})")
+        sums = arr.sum(1)
         bad = np.abs(sums - 1) > prob_tol
         if bad.any():
             r = int(np.argmax(bad))
             raise SubmissionError(f"probabilities of {int(bad.sum())} row(s) do not sum to 1, first at row {r + 2} (sum {sums[r]:.4f})")
+    elif classes and values.shape[1] == 1 and _is_probability_column(sample[values.columns[0]], classes):
+        v = pd.to_numeric(values.iloc[:, 0], errors="coerce").to_numpy(float)
+        bad = ~np.isfinite(v) | (v < 0) | (v > 1)
+        if bad.any():
+            r = int(np.argmax(bad))
+            raise SubmissionError(f"{int(bad.sum())} row(s) are not probabilities in [0, 1], first at row {r + 2} (id {ids.iloc[r]!r})")
     elif classes and values.shape[1] == 1:
         unknown = sorted(set(values.iloc[:, 0].astype(str)) - set(classes))
         if unknown:
             raise SubmissionError(f"label(s) {unknown[:5]} are not in the class list {classes}")
 
 
-def submit(run: str, name: str | None = None, message: str = "", workdir: str | Path = ".") -> Path:
+def submit(run: str, name: str | None = None, message: str = "", workdir: str | Path = ".", threshold: float | None = None) -> Path:
     """Build, validate, write and index the submission for a run."""
     from .config import load_config
     from .data import load_dataset
@@ -101,18 +141,39 @@ def submit(run: str, name: str | None = None, message: str = "", workdir: str | 
         raise SubmissionError(f"{cfg.path}: [data] sample_submission is not set; a submission needs the competition's sample_submission.csv")
     classification = art.config["task"] == "classification"
     sub = build_submission(art.test, ds.test["id"].tolist(), ds.sample_submission, cfg.data.id_column,
-                           art.config["classes"], classification)
+                           art.config["classes"], classification, threshold)
     validate_submission(sub, ds.sample_submission, cfg.data.id_column, art.config["classes"] if classification else None)
     name = name or f"{art.name}"
     path = Path(workdir) / "submissions" / f"{name}.csv"
     write_csv(path, sub)
     metric = art.metrics["metric"]
     cv = art.metrics.get("oof", {}).get(metric)
+    members = [Path(m).name for m in art.config.get("members", [])]
     record = {"file": path.name, "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "runs": " ".join(art.config.get("members", [art.name])) if "members" in art.config else art.name,
-              "cv_metric": metric, "cv_score": cv, "message": message, "public_score": "", "private_score": ""}
+              "runs": art.name + (f" ({art.config.get('method', 'ensemble')}: {' '.join(members)})" if members else ""),
+              "cv_metric": metric, "cv_score": cv, "message": message, "public_score": "", "private_score": "",
+              "cv_std": art.metrics.get("std", {}).get(metric, "")}
     append_index(Path(workdir) / "submissions" / "index.csv", record)
     return path
+
+
+def record_score(workdir: str | Path, file: str, public: float | None, private: float | None = None) -> dict:
+    """Write the leaderboard score(s) of an earlier submission into ``submissions/index.csv`` (latest row for the file)."""
+    path = Path(workdir) / "submissions" / "index.csv"
+    if not path.is_file():
+        raise SubmissionError(f"{path} does not exist: submit something first")
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    name = Path(file).name if str(file).endswith(".csv") else f"{Path(file).name}.csv"
+    rows = np.flatnonzero(df["file"].to_numpy() == name)
+    if not len(rows):
+        raise SubmissionError(f"{name} is not in {path} (files there: {df['file'].tolist()[-5:]})")
+    r = rows[-1]
+    if public is not None:
+        df.loc[r, "public_score"] = str(public)
+    if private is not None:
+        df.loc[r, "private_score"] = str(private)
+    write_csv(path, df)
+    return df.iloc[r].to_dict()
 
 
 def append_index(path: Path, record: dict) -> None:
@@ -125,14 +186,29 @@ def append_index(path: Path, record: dict) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Write submissions/<name>.csv from a run, validated against sample_submission.csv.")
-    ap.add_argument("run", help="run id (under runs/) or run folder")
+    ap.add_argument("run", nargs="?", help="run id (under runs/) or run folder")
     ap.add_argument("--name", help="file name without .csv (default: the run id)")
     ap.add_argument("--message", "-m", default="")
+    ap.add_argument("--threshold", type=float, help="binary label output: predict classes[1] when its probability >= this (default: argmax)")
+    ap.add_argument("--score", metavar="FILE", help="record leaderboard scores of an earlier submission (with --public/--private) instead")
+    ap.add_argument("--public", type=float)
+    ap.add_argument("--private", type=float)
     ap.add_argument("--workdir", default=".")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
+    if args.score:
+        if args.public is None and args.private is None:
+            raise SystemExit("error: --score needs --public and/or --private")
+        try:
+            row = record_score(args.workdir, args.score, args.public, args.private)
+        except SubmissionError as exc:
+            raise SystemExit(f"error: {exc}") from None
+        print(f"recorded {row['file']}: public {row['public_score']}, private {row['private_score']} (CV {row['cv_score']})")
+        return
+    if not args.run:
+        ap.error("give a RUN (or --score FILE --public X)")
     try:
-        path = submit(args.run, args.name, args.message, args.workdir)
+        path = submit(args.run, args.name, args.message, args.workdir, args.threshold)
     except (SubmissionError, ValueError) as exc:
         raise SystemExit(f"error: submission refused: {exc}") from None
     print(f"wrote {path} (validated against sample_submission.csv; recorded in {path.parent / 'index.csv'})")

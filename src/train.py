@@ -614,7 +614,7 @@ def finalize(prep: Prepared, run: Run, folds: list[int], metric: str, plots: boo
         "metric": metric, "level": "clip", "level_note": "scores are per row (clip); segment_accuracy is per segment",
         "folds": per_fold, "folds_done": folds,
         "mean": {a: float(np.mean([per_fold[str(k)][a] for k in folds])) for a in keys},
-        "std": {a: float(np.std([per_fold[str(k)][a] for k in folds])) for a in keys},
+        "std": {a: float(np.std([per_fold[str(k)][a] for k in folds], ddof=1)) if len(folds) > 1 else 0.0 for a in keys},
         "oof": compute_metrics(classification, y[have], oof[have], ds.targets),
         "skipped": ds.skipped,
     }
