@@ -268,7 +268,8 @@ def predict(model: nn.Module, X: np.ndarray, tc: TrainConfig, device: torch.devi
 
     model.eval()
     outs = []
-    for b in batches(len(X), max(tc.batch_size, 256), None):
+    bs = tc.batch_size if np.ndim(X[:1]) == 3 else max(tc.batch_size, 256)  # big image nets: stay at training batch size
+    for b in batches(len(X), bs, None):
         xb = np.asarray(X[b], dtype=np.float32)
         views = tta_views(xb, tc.tta, tc.crop_frames) if (tc.tta > 1 and xb.ndim == 3) else [crop_time(xb, tc.crop_frames, None) if xb.ndim == 3 else xb]
         with _autocast(device, tc):
@@ -437,7 +438,7 @@ def fit_fold(prep: Prepared, tc: TrainConfig, fd: FoldData, k: int, device: torc
     for epoch in range(1, tc.epochs + 1):
         t0 = time.perf_counter()
         if freezer is not None:
-            freezer.apply(epoch - 1)
+            freezer.apply(epoch)  # epochs count from 1
         tl = train_one_epoch(model, fd.X_tr, y_tr, st, tc, rng, device, x_fill)
         m, _, _ = evaluate(model, fd.X_va, fd.y_va, fd.row_va, _rows_target(fd), val_loss, tc, classification,
                            prep.ds.targets, fill, device)
@@ -457,6 +458,8 @@ def fit_fold(prep: Prepared, tc: TrainConfig, fd: FoldData, k: int, device: torc
             if since >= tc.patience:
                 log.info("fold %d: early stop at epoch %d (best epoch %d)", k, epoch, best_m["epoch"])
                 break
+    if best_state is None:
+        raise RunError(f"fold {k}: validation {metric} never improved (NaN every epoch?); check the inputs and the learning rate")
     model.load_state_dict(best_state)
     model.augment = None
     return model, history, best_m
