@@ -731,7 +731,7 @@ def load_tuned_params(spec: str, cfg: WorkspaceConfig, args: argparse.Namespace)
     ff = Path(args.fold_file) if getattr(args, "fold_file", None) else fold_path(cfg, args.workdir)
     if not ff.is_file():
         raise FoldError(f"{ff} missing: run python -m src.folds --config {cfg.path}")
-    return tune.load_params(spec, cfg, file_sha256(ff), args.model)
+    return tune.load_params(spec, cfg, file_sha256(ff), args.model, args.workdir)
 
 
 def add_train_args(ap: argparse.ArgumentParser) -> None:
