@@ -35,7 +35,13 @@ def measure(name: str, args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     device = torch.device(args.device)
-    model = create_backbone(name, num_classes=args.num_classes, in_chans=args.in_chans, pretrained=False).to(device).train()
+    from src.models import REGISTRY, create_model
+
+    if name in REGISTRY and REGISTRY[name].input == "spec" and not name.startswith(("vgg", "resnet", "efficientnet", "tf_", "inception")):
+        model = create_model(name, num_classes=args.num_classes, in_chans=args.in_chans, input_shape=(args.n_mels, args.frames))
+        model = model.to(device).train()
+    else:
+        model = create_backbone(name, num_classes=args.num_classes, in_chans=args.in_chans, pretrained=False).to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     x = torch.randn(args.batch, args.in_chans, args.n_mels, args.frames, device=device)
     y = torch.randint(0, args.num_classes, (args.batch,), device=device)

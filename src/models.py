@@ -243,7 +243,7 @@ def cnn_space(trial: Any) -> dict[str, Any]:
 
 
 @register("cnn", "spec", "from-scratch spectrogram CNN (double conv-BN-ReLU-avgpool x4, freq-mean + time mean/max pooling)",
-          space=cnn_space, channels=[16, 32, 64, 128], activation="relu", dropout=0.3, convs=2, pool="avg")
+          space=cnn_space, channels=[16, 32, 64, 128], activation="relu", dropout=0.3, convs=1, pool="avg")
 def build_cnn(in_chans: int, num_classes: int, **kw: Any) -> nn.Module:
     return SpecCNN(in_chans, num_classes, **kw)
 
