@@ -129,11 +129,12 @@ def run_demo(workdir: Path, epochs: int = 20, fresh: bool = True) -> dict[str, P
     write_json(fp.with_suffix(".json"), report)
     runs = []
     # a lighter CNN than the default keeps the demo within a few minutes on 2 CPU cores
-    for model, params in (("mlp", {}), ("cnn", {"convs": 1, "channels": [16, 32, 64, 128]})):
+    for model, params in (("mlp", {}), ("cnn", {"convs": 1, "channels": [8, 16, 32, 64]})):
         rid = f"demo-{model}"
         if fresh and (workdir / "runs" / rid).exists():
             shutil.rmtree(workdir / "runs" / rid)
-        tc = TrainConfig(model=model, epochs=epochs, patience=5, batch_size=32, lr=2e-3, run_id=rid, model_params=params)
+        tc = TrainConfig(model=model, epochs=epochs if model == "mlp" else min(epochs, 12), patience=4, batch_size=32,
+                         lr=2e-3 if model == "mlp" else 4e-3, run_id=rid, model_params=params)
         runs.append(run_training(cfg, tc, workdir, prep))
     ens = ensemble([str(r) for r in runs], "demo-ens", workdir)
     sub = submit(str(ens), "demo-ens", "demo: mean of MLP and CNN", workdir)
