@@ -227,3 +227,25 @@ def test_skipped_clips_are_listed_in_the_run(tmp_path):
     test = np.load(run / "test.npy")
     assert test.shape == (3, 3) and np.isfinite(test).all()  # the skipped test clip still gets a (prior) row
     assert len(np.load(run / "oof.npy")) == len(comp.train) - 1
+
+
+@pytest.mark.parametrize("model,params,lr", [("cnn_seed", {"pool": True}, 1e-3), ("mlp", {"hidden": [64, 32], "dropout": 0.0}, 1e-2)])
+def test_overfit_batch_drives_training_loss_to_zero(tmp_path, model, params, lr):
+    """The NTUA lab's sanity check: on two fixed batches the network must fit its labels exactly.
+
+    Random labels would make the test independent of the audio; here the fixture's own labels are
+    used, so a broken input path (e.g. normalisation with the wrong axis) also shows up."""
+    comp = make_audio_competition(tmp_path / "comp", n_per_class=6)
+    cfg = load_config(comp.config)
+    workdir = tmp_path / "work"
+    prep = prepare(cfg, workdir, workers=1)
+    _write_folds(prep, workdir)
+    tc = TrainConfig(model=model, epochs=40, batch_size=8, lr=lr, weight_decay=0.0, optimizer="adam", folds=[0],
+                     overfit_batches=2, freq_mask=8, mixup_alpha=0.4, seed=0, run_id="overfit", device="cpu",
+                     model_params=params, plots=False)
+    run_dir = run_training(cfg, tc, workdir, prep)
+    history = read_json(run_dir / "fold0_metrics.json")["history"]
+    losses = [h["train_loss"] for h in history]
+    assert len(losses) == 40, "early stopping must be off while overfitting"
+    assert losses[0] > 0.5 and min(losses[-5:]) < 0.02, losses
+    assert history[-1]["val_accuracy"] == 1.0  # validation = the same two batches, augmentation off
