@@ -1,7 +1,8 @@
 """Trials per hour and the compute the pruners save: one model, two fresh studies, same time budget.
 
     python scripts/bench_tuning.py --config configs/gtzan_features.toml --model mlp --minutes 10
-    python scripts/bench_tuning.py --config configs/gtzan_audio_study.toml --model cnn --minutes 10 --epochs 6
+    python scripts/bench_tuning.py --config configs/gtzan_audio_study.toml --model cnn --minutes 10 --epochs 5 \
+        --folds 0 1 2 --pruner-startup 2      # unknown flags are passed to src.tune (both studies)
 
 Runs ``python -m src.tune`` twice with the same sampler seed, folds and epoch cap: once with the
 default pruners (median per epoch + Wilcoxon per fold), once with ``--pruner none --fold-pruner none``.
@@ -64,11 +65,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--minutes", type=float, default=10.0, help="time budget of each study")
     ap.add_argument("--epochs", type=int, help="per-trial epoch cap per fold (default: the config's)")
     ap.add_argument("--folds", type=int, nargs="+")
-    args = ap.parse_args(argv)
-    pruned = run_study(args, "pruned", [])
-    plain = run_study(args, "nopruning", ["--pruner", "none", "--fold-pruner", "none"])
+    args, passthrough = ap.parse_known_args(argv)  # other src.tune flags (e.g. --pruner-startup 2) go to both studies
+    pruned = run_study(args, "pruned", passthrough)
+    plain = run_study(args, "nopruning", [*passthrough, "--pruner", "none", "--fold-pruner", "none"])
     out = {"model": args.model, "config": args.config, "minutes": args.minutes, "epochs_cap": args.epochs,
-           "folds": args.folds, "pruned": pruned, "nopruning": plain,
+           "folds": args.folds, "tune_args": passthrough, "pruned": pruned, "nopruning": plain,
            "epochs_per_trial_ratio": round(pruned["epochs_per_trial"] / max(plain["epochs_per_trial"], 1e-9), 3),
            "trials_per_hour_ratio": round(pruned["trials_per_hour"] / max(plain["trials_per_hour"], 1e-9), 2)}
     path = Path(args.workdir) / "reports" / f"bench_tuning-{args.model}.json"
