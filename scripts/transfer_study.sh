@@ -12,7 +12,7 @@ CONFIG=${1:-configs/gtzan_audio_study.toml}
 WORKDIR=${2:-.}
 PY=${PYTHON:-python}
 CNN_EPOCHS=${CNN_EPOCHS:-15}
-TIMM_EPOCHS=${TIMM_EPOCHS:-5}
+TIMM_EPOCHS=${TIMM_EPOCHS:-4}
 AUG="--freq-mask 16 --time-mask 24 --n-masks 2 --mixup-alpha 0.2"
 LITE="--model tf_efficientnet_lite0 --param in_chans=3 --epochs $TIMM_EPOCHS --lr 2e-3 --scheduler onecycle"
 T="$PY -m src.train --config $CONFIG --workdir $WORKDIR --no-plots"
@@ -22,9 +22,9 @@ ls "$WORKDIR"/folds/*_k*.csv >/dev/null 2>&1 || $PY -m src.folds --config "$CONF
 $T --run-id ts-cnn_seed      --model cnn_seed --epochs "$CNN_EPOCHS" --patience 5 --lr 1e-3
 $T --run-id ts-cnn           --model cnn      --epochs "$CNN_EPOCHS" --patience 5
 $T --run-id ts-cnn-aug       --model cnn      --epochs "$CNN_EPOCHS" --patience 5 $AUG
-$T --run-id ts-lite0-scratch $LITE --param pretrained=none
 $T --run-id ts-lite0-frozen  $LITE --param pretrained=package --freeze-epochs -1
 $T --run-id ts-lite0-discr   $LITE --param pretrained=package --layer-decay 0.7
+$T --run-id ts-lite0-scratch $LITE --param pretrained=none
 $T --run-id ts-lite0-discr-aug $LITE --param pretrained=package --layer-decay 0.7 $AUG
 
 $PY -m src.compare --workdir "$WORKDIR" --baseline ts-cnn --no-report \
