@@ -184,6 +184,8 @@ def table_rows(models: list[Model], metric: str) -> list[dict]:
 def compare(run_args: list[str], workdir: str | Path = ".", baseline: str | None = None, metric: str | None = None,
             rope: float = 0.01, alpha: float = 0.05) -> dict:
     """The whole comparison as a JSON-able dict (table, pairs with verdicts, Friedman)."""
+    if baseline:  # listing the baseline among the runs as well is natural; count it once
+        run_args = [r for r in run_args if r != baseline]
     items = parse_run_args(run_args + ([baseline] if baseline else []), workdir)
     models = group_models(items)
     if len(models) < 2:

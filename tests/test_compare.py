@@ -116,6 +116,8 @@ def test_baseline_pairs_only(three):
     root, _, _ = three
     res = compare(["strong", "medium"], root, baseline="weak")
     assert sorted((p["a"], p["b"]) for p in res["pairs"]) == [("weak", "medium"), ("weak", "strong")]
+    again = compare(["strong", "weak", "medium"], root, baseline="weak")  # baseline also listed: counted once
+    assert sorted((p["a"], p["b"]) for p in again["pairs"]) == [("weak", "medium"), ("weak", "strong")]
 
 
 def test_cli_writes_report_with_pngs(three, capsys):
