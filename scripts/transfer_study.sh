@@ -18,7 +18,8 @@ LITE="--model tf_efficientnet_lite0 --param in_chans=3 --epochs $TIMM_EPOCHS --l
 T="$PY -m src.train --config $CONFIG --workdir $WORKDIR --no-plots"
 
 # the fold file every row shares (src.train refuses a stale one)
-ls "$WORKDIR"/folds/*_k*.csv >/dev/null 2>&1 || $PY -m src.folds --config "$CONFIG" --workdir "$WORKDIR"
+FOLDS=$($PY -c "import sys; from src.config import load_config; from src.folds import fold_path; print(fold_path(load_config(sys.argv[1]), sys.argv[2]))" "$CONFIG" "$WORKDIR")
+[ -f "$FOLDS" ] || $PY -m src.folds --config "$CONFIG" --workdir "$WORKDIR"
 $T --run-id ts-cnn_seed      --model cnn_seed --epochs "$CNN_EPOCHS" --patience 5 --lr 1e-3
 $T --run-id ts-cnn           --model cnn      --epochs "$CNN_EPOCHS" --patience 5
 $T --run-id ts-cnn-aug       --model cnn      --epochs "$CNN_EPOCHS" --patience 5 $AUG

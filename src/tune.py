@@ -364,6 +364,13 @@ def studies_dir(workdir: str | Path) -> Path:
     return Path(workdir) / STUDIES_DIR
 
 
+def rdb_url(url: str) -> str:
+    """``postgresql://`` names psycopg2 explicitly where only it is installed (SQLAlchemy 2.1 defaults to psycopg 3)."""
+    if url.startswith("postgresql://") and _has("psycopg2") and not _has("psycopg"):
+        return "postgresql+psycopg2://" + url[len("postgresql://"):]
+    return url
+
+
 def open_storage(url: str | None, db_path: Path, heartbeat: int, grace: int | None, max_retry: int) -> optuna.storages.RDBStorage:
     """RDB storage with heartbeats, so trials of dead processes are failed and retried, never lost."""
     kwargs: dict[str, Any] = {}
@@ -373,8 +380,7 @@ def open_storage(url: str | None, db_path: Path, heartbeat: int, grace: int | No
         kwargs = {"connect_args": {"timeout": 120}}  # several local workers share the file
     elif url.startswith("postgresql"):
         kwargs = {"pool_pre_ping": True}
-        if url.startswith("postgresql://") and _has("psycopg2") and not _has("psycopg"):
-            url = "postgresql+psycopg2://" + url[len("postgresql://"):]  # SQLAlchemy 2.1 defaults to psycopg 3
+        url = rdb_url(url)
     import sqlalchemy.exc
 
     for attempt in range(5):  # workers starting together on an empty database race to create its tables

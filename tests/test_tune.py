@@ -211,9 +211,9 @@ def test_two_workers_share_one_postgresql_study(comp, tmp_path):
         procs = [_worker(argv, log) for log in logs]
         for p, log in zip(procs, logs):
             assert p.wait(900) == 0, log.read_text()[-3000:]
-        # SQLAlchemy 2.1 maps postgresql:// to psycopg 3; the workers go through src.tune.open_storage, which
-        # picks psycopg2; here we name the driver ourselves
-        study = optuna.load_study(study_name="pg", storage=url.replace("postgresql://", "postgresql+psycopg2://", 1))
+        from src.tune import rdb_url
+
+        study = optuna.load_study(study_name="pg", storage=rdb_url(url))  # the driver the workers used
         trials = study.trials
         numbers = [t.number for t in trials]
         assert sorted(numbers) == list(range(len(trials))), "trial numbers are unique and gap-free"
