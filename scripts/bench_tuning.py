@@ -1,8 +1,13 @@
-"""Trials per hour and the compute the pruners save: one model, two fresh studies, same time budget.
+"""Trials per hour and the compute the pruners save: one model, two fresh studies, same budget.
 
     python scripts/bench_tuning.py --config configs/gtzan_features.toml --model mlp --minutes 10
     python scripts/bench_tuning.py --config configs/gtzan_audio_study.toml --model cnn --minutes 10 --epochs 5 \
         --folds 0 1 2 --pruner-startup 2      # unknown flags are passed to src.tune (both studies)
+    python scripts/bench_tuning.py ... --trials 10   # same trial count instead of the same time
+
+Use ``--trials`` (no more than the sampler's 10 random start-up trials) when the machine is shared: both
+studies then evaluate the same seeded configurations, so the epoch ratio is the pruners' saving on identical
+work and does not depend on the load; trials/hour still does.
 
 Runs ``python -m src.tune`` twice with the same sampler seed, folds and epoch cap: once with the
 default pruners (median per epoch + Wilcoxon per fold), once with ``--pruner none --fold-pruner none``.
@@ -32,7 +37,11 @@ def run_study(args: argparse.Namespace, label: str, extra: list[str]) -> dict:
     for old in sdir.glob(f"{name}.*"):
         old.unlink()
     cmd = [sys.executable, "-m", "src.tune", "--config", args.config, "--workdir", args.workdir, "--model", args.model,
-           "--study", name, "--trials", "100000", "--timeout", str(args.minutes * 60), "--no-plots", *extra]
+           "--study", name, "--no-plots", *extra]
+    if args.trials:
+        cmd += ["--trials", str(args.trials)]
+    else:
+        cmd += ["--trials", "100000", "--timeout", str(args.minutes * 60)]
     if args.epochs:
         cmd += ["--epochs", str(args.epochs)]
     if args.folds:
@@ -63,12 +72,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--model", required=True)
     ap.add_argument("--workdir", default=".")
     ap.add_argument("--minutes", type=float, default=10.0, help="time budget of each study")
+    ap.add_argument("--trials", type=int, help="finished trials per study instead of a time budget")
     ap.add_argument("--epochs", type=int, help="per-trial epoch cap per fold (default: the config's)")
     ap.add_argument("--folds", type=int, nargs="+")
     args, passthrough = ap.parse_known_args(argv)  # other src.tune flags (e.g. --pruner-startup 2) go to both studies
     pruned = run_study(args, "pruned", passthrough)
     plain = run_study(args, "nopruning", [*passthrough, "--pruner", "none", "--fold-pruner", "none"])
-    out = {"model": args.model, "config": args.config, "minutes": args.minutes, "epochs_cap": args.epochs,
+    out = {"model": args.model, "config": args.config, "minutes": None if args.trials else args.minutes,
+           "trials": args.trials, "epochs_cap": args.epochs,
            "folds": args.folds, "tune_args": passthrough, "pruned": pruned, "nopruning": plain,
            "epochs_per_trial_ratio": round(pruned["epochs_per_trial"] / max(plain["epochs_per_trial"], 1e-9), 3),
            "trials_per_hour_ratio": round(pruned["trials_per_hour"] / max(plain["trials_per_hour"], 1e-9), 2)}
