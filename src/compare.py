@@ -10,6 +10,12 @@ grouped automatically by their training configuration without run id and repeat
 (``config.json["model_key"]`` for ensembles), or explicitly as ``LABEL=RUN_A,RUN_B``.
 Two models are paired on the fold columns they share, giving ``J = k * r`` paired
 scores; the corrected repeated k-fold t-test then uses ``1/J + n_test/n_train``.
+
+Seed repeats: runs given under one explicit label on the *same* fold column (``LABEL=RUN_S1,RUN_S2``,
+trained with different ``--seed``) are one model whose per-fold score is the mean over its seeds.
+That removes the luck of one initialisation (what a tuned-vs-default claim needs) without pretending
+to have more folds: the number of paired scores stays ``k`` per column. McNemar counts a row correct
+when the majority of seeds are.
 """
 from __future__ import annotations
 
@@ -40,6 +46,10 @@ class Model:
     scores: dict[str, dict[int, dict[str, float]]] = field(default_factory=dict)  # column -> fold -> metrics
     correct: dict[str, np.ndarray] = field(default_factory=dict)  # column -> per-row correctness (NaN: no OOF)
     segment: dict[str, dict[int, float]] = field(default_factory=dict)  # column -> fold -> segment accuracy
+    seeds: dict[str, list[RunArtifacts]] = field(default_factory=dict)  # column -> further seed runs (explicit label only)
+
+    def all_runs(self) -> list[RunArtifacts]:
+        return [r for col, first in self.runs.items() for r in (first, *self.seeds.get(col, []))]
 
     def fold_scores(self, metric: str, columns: list[str]) -> np.ndarray:
         return np.array([self.scores[c][k][metric] for c in columns for k in sorted(self.scores[c])])
@@ -67,31 +77,53 @@ def group_models(items: list[tuple[str | None, RunArtifacts]]) -> list[Model]:
         key = f"label:{label}" if label else _model_key(r)
         col = r.config.get("fold_column", "fold")
         m = groups.setdefault(key, Model(label or r.name, {}))
-        if col in m.runs:
+        if col in m.runs and not label:
             raise EnsembleError(f"runs {m.runs[col].name} and {r.name} are the same model on the same fold column {col!r}; "
-                                f"give them different labels (LABEL=RUN) to compare them as two models")
-        m.runs[col] = r
+                                f"give them different labels (LABEL=RUN) to compare them as two models, or one label "
+                                f"(LABEL=RUN_A,RUN_B) to average them as seed repeats")
+        if col in m.runs:
+            m.seeds.setdefault(col, []).append(r)
+        else:
+            m.runs[col] = r
     for key, m in groups.items():
         if len(m.runs) > 1 and not key.startswith("label:"):
             m.label = f"{m.label}(x{len(m.runs)} repeats)"
+        n_seeds = {1 + len(m.seeds.get(c, [])) for c in m.runs}
+        if len(n_seeds) > 1:
+            raise EnsembleError(f"model {m.label}: fold columns have different numbers of seed runs "
+                                f"({ {c: 1 + len(m.seeds.get(c, [])) for c in m.runs} }); give every column the same seeds")
+        if n_seeds != {1}:
+            m.label = f"{m.label}(x{n_seeds.pop()} seeds)"
     return list(groups.values())
 
 
+def _score_run(r: RunArtifacts, workdir: str | Path) -> tuple[dict[int, dict[str, float]], np.ndarray, dict[int, float]]:
+    """(fold -> metrics, per-row correctness with NaN where no OOF, fold -> segment accuracy) of one run."""
+    y, folds = load_fold_table(r, workdir)
+    have = ~np.isnan(r.oof).any(1)
+    targets = r.config.get("targets", [])
+    scores = {int(k): compute_metrics(True, y[have & (folds == k)], r.oof[have & (folds == k)], targets)
+              for k in np.unique(folds[have])}
+    corr = np.full(len(y), np.nan)
+    corr[have] = (r.oof[have].argmax(1) == y[have]).astype(float)
+    seg = {int(k): v["segment_accuracy"] for k, v in r.metrics.get("folds", {}).items() if "segment_accuracy" in v}
+    return scores, corr, seg
+
+
 def score_models(models: list[Model], workdir: str | Path) -> None:
-    """Per-fold metrics and per-row correctness from each run's OOF on its fold column."""
+    """Per-fold metrics and per-row correctness from each run's OOF on its fold column (means over seed runs)."""
     for m in models:
-        for col, r in m.runs.items():
-            y, folds = load_fold_table(r, workdir)
-            have = ~np.isnan(r.oof).any(1)
-            targets = r.config.get("targets", [])
-            m.scores[col] = {int(k): compute_metrics(True, y[have & (folds == k)], r.oof[have & (folds == k)], targets)
-                             for k in np.unique(folds[have])}
-            corr = np.full(len(y), np.nan)
-            corr[have] = (r.oof[have].argmax(1) == y[have]).astype(float)
-            m.correct[col] = corr
-            seg = {int(k): v["segment_accuracy"] for k, v in r.metrics.get("folds", {}).items() if "segment_accuracy" in v}
-            if seg:
-                m.segment[col] = seg
+        for col, first in m.runs.items():
+            runs = [first, *m.seeds.get(col, [])]
+            parts = [_score_run(r, workdir) for r in runs]
+            folds = [sorted(p[0]) for p in parts]
+            if any(f != folds[0] for f in folds):
+                raise EnsembleError(f"seed runs {[r.name for r in runs]} of {m.label} cover different folds {folds}; train every fold of each")
+            m.scores[col] = {k: {name: float(np.mean([p[0][k][name] for p in parts])) for name in parts[0][0][k]} for k in folds[0]}
+            corr = np.mean([p[1] for p in parts], axis=0)  # NaN where any seed lacks the row
+            m.correct[col] = np.where(np.isnan(corr), np.nan, (corr > 0.5).astype(float))
+            if all(p[2] for p in parts):
+                m.segment[col] = {k: float(np.mean([p[2][k] for p in parts])) for k in parts[0][2]}
 
 
 def fold_sizes(run: RunArtifacts, workdir: str | Path) -> tuple[float, float]:
@@ -169,7 +201,7 @@ def table_rows(models: list[Model], metric: str) -> list[dict]:
     rows = []
     for m in models:
         cols = sorted(m.scores)
-        row = {"model": m.label, "runs": ",".join(r.name for r in m.runs.values()), "folds": sum(len(m.scores[c]) for c in cols)}
+        row = {"model": m.label, "runs": ",".join(r.name for r in m.all_runs()), "folds": sum(len(m.scores[c]) for c in cols)}
         for name in METRICS:
             v = m.fold_scores(name, cols)
             row[name] = (float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0)
@@ -197,7 +229,7 @@ def compare(run_args: list[str], workdir: str | Path = ".", baseline: str | None
     n_train, n_test = fold_sizes(items[0][1], workdir)
     if baseline:
         base_name = items[-1][1].name  # the baseline was appended last
-        base = next(m for m in models if any(r.name == base_name for r in m.runs.values()))
+        base = next(m for m in models if any(r.name == base_name for r in m.all_runs()))
         pairs_of = [(base, m) for m in models if m is not base]
     else:
         pairs_of = list(itertools.combinations(models, 2))
@@ -246,7 +278,7 @@ def write_outputs(res: dict, out: Path, workdir: str | Path, with_report: bool =
         fr = res["friedman"]
         plot_cd_diagram(fr["models"], fr["avg_ranks"], fr["critical_difference"], out / "cd_diagram.png")
         md += ["![critical-difference diagram](cd_diagram.png)", ""]
-    runs = [r for m in res["models"] for r in m.runs.values()]
+    runs = [r for m in res["models"] for r in m.all_runs()]
     if with_report:
         return build_report(runs, out, workdir, extra_md="\n".join(md), models=res["models"], metric=res["metric"])
     from .artifacts import write_bytes
@@ -257,7 +289,8 @@ def write_outputs(res: dict, out: Path, workdir: str | Path, with_report: bool =
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Compare models trained on one fold file with corrected paired tests.")
-    ap.add_argument("runs", nargs="+", help="run ids/folders, or LABEL=RUN1,RUN2 to group repeats of one model")
+    ap.add_argument("runs", nargs="+", help="run ids/folders, or LABEL=RUN1,RUN2 to group repeats of one model "
+                    "(other fold columns: repeated k-fold; the same column: seed repeats, averaged per fold)")
     ap.add_argument("--baseline", help="compare every model against this one only (default: all pairs)")
     ap.add_argument("--metric", help=f"one of {list(METRICS)} (default: the runs' competition metric)")
     ap.add_argument("--rope", type=float, default=0.01, help="region of practical equivalence for the Bayesian test (metric units)")

@@ -104,6 +104,31 @@ def test_same_model_same_column_twice_is_refused(tmp_path):
     assert len(res["pairs"]) == 1
 
 
+def test_seed_repeats_under_one_label_average_per_fold(tmp_path):
+    """Same model, same fold column, different seeds: one model whose fold score is the seed mean, k pairs."""
+    ff, y = write_fold_file(tmp_path)
+    for name, acc, seed in (("d1", 0.8, 1), ("d2", 0.7, 2), ("t1", 0.9, 3), ("t2", 0.6, 4)):
+        write_fake_run(tmp_path, name, fake_probs(y, acc, seed=seed), ff, y, model="mlp")
+    res = compare(["default=d1,d2", "tuned=t1,t2"], tmp_path)
+    rows = {r["model"]: r for r in res["table"]}
+    assert set(rows) == {"default(x2 seeds)", "tuned(x2 seeds)"} and rows["default(x2 seeds)"]["runs"] == "d1,d2"
+    one = {n: compare([f"A={n}", "B=t1"], tmp_path)["table"][0]["per_fold"] for n in ("d1", "d2")}
+    want = [(a + b) / 2 for a, b in zip(one["d1"].values(), one["d2"].values())]
+    assert list(rows["default(x2 seeds)"]["per_fold"].values()) == pytest.approx(want)
+    p = res["pairs"][0]
+    assert p["n_pairs"] == 5 and p["corrected_t"]["df"] == 4  # seeds are not extra folds
+    res_b = compare(["tuned=t1,t2"], tmp_path, baseline="d1")  # a seed run can still be looked up as the baseline
+    assert res_b["pairs"][0]["a"] == "d1"
+
+
+def test_seed_repeats_need_the_same_count_on_every_column(tmp_path):
+    ff, y = write_fold_file(tmp_path, repeats=2, name="rep_k5.csv")
+    for name, col in (("a", "fold"), ("b", "fold"), ("c", "fold_r1")):
+        write_fake_run(tmp_path, name, fake_probs(y, 0.8, seed=len(name)), ff, y, model="m", fold_column=col)
+    with pytest.raises(EnsembleError, match="different numbers of seed runs"):
+        group_models(parse_run_args(["M=a,b,c"], tmp_path))
+
+
 def test_refuses_runs_on_other_folds(three):
     root, _, y = three
     ff2, _ = write_fold_file(root, seed=9, name="other_k5.csv")
