@@ -88,12 +88,12 @@ def group_models(items: list[tuple[str | None, RunArtifacts]]) -> list[Model]:
     for key, m in groups.items():
         if len(m.runs) > 1 and not key.startswith("label:"):
             m.label = f"{m.label}(x{len(m.runs)} repeats)"
-        n_seeds = {1 + len(m.seeds.get(c, [])) for c in m.runs}
-        if len(n_seeds) > 1:
-            raise EnsembleError(f"model {m.label}: fold columns have different numbers of seed runs "
-                                f"({ {c: 1 + len(m.seeds.get(c, [])) for c in m.runs} }); give every column the same seeds")
-        if n_seeds != {1}:
-            m.label = f"{m.label}(x{n_seeds.pop()} seeds)"
+        n_seeds = {c: 1 + len(m.seeds.get(c, [])) for c in m.runs}
+        if len(set(n_seeds.values())) > 1:
+            raise EnsembleError(f"model {m.label}: fold columns have different numbers of seed runs ({n_seeds}); "
+                                f"give every column the same seeds")
+        if max(n_seeds.values()) > 1:
+            m.label = f"{m.label}(x{max(n_seeds.values())} seeds)"
     return list(groups.values())
 
 
