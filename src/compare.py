@@ -19,40 +19,22 @@ when the majority of seeds are.
 """
 from __future__ import annotations
 
-import argparse
 import itertools
 import logging
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 
-from . import stats
+from . import cli, stats
 from .artifacts import setup_logging, write_json
-from .ensemble import EnsembleError, RunArtifacts, _model_key, load_fold_table, load_run
-from .metrics import compute_metrics, greater_is_better
+from .errors import EnsembleError
+from .metrics import greater_is_better
+from .runs import RunArtifacts, check_compatible, load_run, model_key
+from .scoring import Model, fold_sizes, score_models
 
 log = logging.getLogger(__name__)
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "log_loss")
-
-
-@dataclass
-class Model:
-    """One model: its runs by fold column, with per-fold scores and OOF correctness per column."""
-
-    label: str
-    runs: dict[str, RunArtifacts]
-    scores: dict[str, dict[int, dict[str, float]]] = field(default_factory=dict)  # column -> fold -> metrics
-    correct: dict[str, np.ndarray] = field(default_factory=dict)  # column -> per-row correctness (NaN: no OOF)
-    segment: dict[str, dict[int, float]] = field(default_factory=dict)  # column -> fold -> segment accuracy
-    seeds: dict[str, list[RunArtifacts]] = field(default_factory=dict)  # column -> further seed runs (explicit label only)
-
-    def all_runs(self) -> list[RunArtifacts]:
-        return [r for col, first in self.runs.items() for r in (first, *self.seeds.get(col, []))]
-
-    def fold_scores(self, metric: str, columns: list[str]) -> np.ndarray:
-        return np.array([self.scores[c][k][metric] for c in columns for k in sorted(self.scores[c])])
 
 
 def parse_run_args(args: list[str], workdir: str | Path) -> list[tuple[str | None, RunArtifacts]]:
@@ -67,14 +49,12 @@ def parse_run_args(args: list[str], workdir: str | Path) -> list[tuple[str | Non
 def group_models(items: list[tuple[str | None, RunArtifacts]]) -> list[Model]:
     """Group runs into models (see the module docstring); refuse runs on other data or with a repeat given twice."""
     ref = items[0][1]
-    for _, r in items[1:]:
-        for key, what in (("fold_sha256", "fold file"), ("train_ids_sha256", "training row ids"), ("classes", "class list"), ("task", "task")):
-            if r.config.get(key) != ref.config.get(key):
-                raise EnsembleError(f"runs {ref.name} and {r.name} have a different {what} "
-                                    f"({ref.config.get(key)!r} vs {r.config.get(key)!r}); only runs on the same data and folds can be compared")
+    for _, r in items[1:]:  # the fold column may differ: repeats of one model are compared across columns
+        check_compatible(ref.config, r.config, (ref.name, r.name), keys=["fold_sha256", "train_ids_sha256", "classes", "task"],
+                         fix="only runs on the same data and folds can be compared")
     groups: dict[str, Model] = {}
     for label, r in items:
-        key = f"label:{label}" if label else _model_key(r)
+        key = f"label:{label}" if label else model_key(r)
         col = r.config.get("fold_column", "fold")
         m = groups.setdefault(key, Model(label or r.name, {}))
         if col in m.runs and not label:
@@ -95,42 +75,6 @@ def group_models(items: list[tuple[str | None, RunArtifacts]]) -> list[Model]:
         if max(n_seeds.values()) > 1:
             m.label = f"{m.label}(x{max(n_seeds.values())} seeds)"
     return list(groups.values())
-
-
-def _score_run(r: RunArtifacts, workdir: str | Path) -> tuple[dict[int, dict[str, float]], np.ndarray, dict[int, float]]:
-    """(fold -> metrics, per-row correctness with NaN where no OOF, fold -> segment accuracy) of one run."""
-    y, folds = load_fold_table(r, workdir)
-    have = ~np.isnan(r.oof).any(1)
-    targets = r.config.get("targets", [])
-    scores = {int(k): compute_metrics(True, y[have & (folds == k)], r.oof[have & (folds == k)], targets)
-              for k in np.unique(folds[have])}
-    corr = np.full(len(y), np.nan)
-    corr[have] = (r.oof[have].argmax(1) == y[have]).astype(float)
-    seg = {int(k): v["segment_accuracy"] for k, v in r.metrics.get("folds", {}).items() if "segment_accuracy" in v}
-    return scores, corr, seg
-
-
-def score_models(models: list[Model], workdir: str | Path) -> None:
-    """Per-fold metrics and per-row correctness from each run's OOF on its fold column (means over seed runs)."""
-    for m in models:
-        for col, first in m.runs.items():
-            runs = [first, *m.seeds.get(col, [])]
-            parts = [_score_run(r, workdir) for r in runs]
-            folds = [sorted(p[0]) for p in parts]
-            if any(f != folds[0] for f in folds):
-                raise EnsembleError(f"seed runs {[r.name for r in runs]} of {m.label} cover different folds {folds}; train every fold of each")
-            m.scores[col] = {k: {name: float(np.mean([p[0][k][name] for p in parts])) for name in parts[0][0][k]} for k in folds[0]}
-            corr = np.mean([p[1] for p in parts], axis=0)  # NaN where any seed lacks the row
-            m.correct[col] = np.where(np.isnan(corr), np.nan, (corr > 0.5).astype(float))
-            if all(p[2] for p in parts):
-                m.segment[col] = {k: float(np.mean([p[2][k] for p in parts])) for k in parts[0][2]}
-
-
-def fold_sizes(run: RunArtifacts, workdir: str | Path) -> tuple[float, float]:
-    """(mean training rows, mean test rows) per fold of the run's fold column."""
-    _, folds = load_fold_table(run, workdir)
-    n_test = float(np.mean(np.bincount(np.unique(folds, return_inverse=True)[1])))
-    return len(folds) - n_test, n_test
 
 
 def compare_pair(a: Model, b: Model, metric: str, n_train: float, n_test: float, rope: float) -> dict:
@@ -288,27 +232,24 @@ def write_outputs(res: dict, out: Path, workdir: str | Path, with_report: bool =
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description="Compare models trained on one fold file with corrected paired tests.")
+    ap = cli.parser("compare", "Compare models trained on one fold file with corrected paired tests.")
     ap.add_argument("runs", nargs="+", help="run ids/folders, or LABEL=RUN1,RUN2 to group repeats of one model "
                     "(other fold columns: repeated k-fold; the same column: seed repeats, averaged per fold)")
     ap.add_argument("--baseline", help="compare every model against this one only (default: all pairs)")
-    ap.add_argument("--metric", help=f"one of {list(METRICS)} (default: the runs' competition metric)")
+    ap.add_argument("--metric", choices=METRICS, help="default: the runs' competition metric")
     ap.add_argument("--rope", type=float, default=0.01, help="region of practical equivalence for the Bayesian test (metric units)")
-    ap.add_argument("--alpha", type=float, default=0.05)
+    ap.add_argument("--alpha", type=float, default=0.05, help="significance level (after Holm)")
     ap.add_argument("--out", help="folder for compare.json/.md, PNGs and report.md (default: reports/compare-<time>)")
     ap.add_argument("--no-report", action="store_true", help="skip the per-run report (confusion matrices, curves)")
-    ap.add_argument("--workdir", default=".")
+    cli.add_common(ap, config=False)
     args = ap.parse_args(argv)
     setup_logging()
-    try:
-        res = compare(args.runs, args.workdir, args.baseline, args.metric, args.rope, args.alpha)
-        out = Path(args.out) if args.out else Path(args.workdir) / "reports" / f"compare-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-        page = write_outputs(res, out, args.workdir, not args.no_report)
-    except EnsembleError as exc:
-        raise SystemExit(f"error: {exc}") from None
+    res = compare(args.runs, args.workdir, args.baseline, args.metric, args.rope, args.alpha)
+    out = Path(args.out) if args.out else Path(args.workdir) / "reports" / f"compare-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    page = write_outputs(res, out, args.workdir, not args.no_report)
     print(format_report(res))
     print(f"\nwritten: {page} (+ compare.json, PNGs in {out})")
 
 
 if __name__ == "__main__":
-    main()
+    cli.run_command(main)

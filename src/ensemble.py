@@ -27,7 +27,6 @@ leakage is the usual, small, price of stacking on OOF.)
 """
 from __future__ import annotations
 
-import argparse
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -36,110 +35,16 @@ from typing import Callable
 
 import numpy as np
 
-from .artifacts import code_version, file_sha256, read_json, setup_logging, write_json, write_npy
+from . import cli
+from .artifacts import code_version, read_json, setup_logging, write_json, write_npy
+from .errors import EnsembleError
 from .metrics import compute_metrics, greater_is_better
+from .runs import RunArtifacts, check_compatible, fold_file_path, fold_summary, load_fold_table, load_run, model_key
+from .scoring import check_finite, per_fold_metrics
 
 log = logging.getLogger(__name__)
 METHODS = ("mean", "geometric", "rank", "hill", "stack")
 EPS = 1e-7
-
-
-class EnsembleError(ValueError):
-    pass
-
-
-@dataclass
-class RunArtifacts:
-    name: str
-    root: Path
-    config: dict
-    oof: np.ndarray
-    test: np.ndarray
-    holdout: np.ndarray | None
-    metrics: dict
-
-
-def resolve_run(run: str | Path, workdir: str | Path = ".") -> Path:
-    """Accept a run folder path or a run id under ``<workdir>/runs``."""
-    p = Path(run)
-    if (p / "config.json").is_file():
-        return p
-    q = Path(workdir) / "runs" / str(run)
-    if (q / "config.json").is_file():
-        return q
-    raise EnsembleError(f"run {run!r} not found (looked for {p}/config.json and {q}/config.json); list runs with: ls runs/")
-
-
-def load_run(run: str | Path, workdir: str | Path = ".") -> RunArtifacts:
-    root = resolve_run(run, workdir)
-    for f in ("oof.npy", "test.npy", "metrics.json"):
-        if not (root / f).is_file():
-            raise EnsembleError(f"{root}/{f} missing: the run is unfinished; resume it with python -m src.train ... --run-id {root.name}")
-    hold = root / "holdout.npy"
-    return RunArtifacts(root.name, root, read_json(root / "config.json"), np.load(root / "oof.npy"), np.load(root / "test.npy"),
-                        np.load(hold) if hold.is_file() else None, read_json(root / "metrics.json"))
-
-
-def check_compatible(runs: list[RunArtifacts]) -> None:
-    """Refuse runs whose fold files, rows or class lists differ; say which."""
-    ref = runs[0]
-    for r in runs[1:]:
-        for key, what in (("fold_sha256", "fold file"), ("fold_column", "fold column (repeat)"), ("train_ids_sha256", "training row ids"),
-                          ("classes", "class list"), ("targets", "targets"), ("task", "task")):
-            if r.config.get(key) != ref.config.get(key):
-                raise EnsembleError(f"runs {ref.name} and {r.name} have a different {what} "
-                                    f"({ref.config.get(key)!r} vs {r.config.get(key)!r}); only runs on the same data and folds can be combined")
-        if r.oof.shape != ref.oof.shape or r.test.shape != ref.test.shape:
-            raise EnsembleError(f"runs {ref.name} and {r.name} have different prediction shapes: "
-                                f"oof {ref.oof.shape} vs {r.oof.shape}, test {ref.test.shape} vs {r.test.shape}")
-        if (r.holdout is None) != (ref.holdout is None) or (r.holdout is not None and r.holdout.shape != ref.holdout.shape):
-            log.warning("runs %s and %s differ in holdout predictions: the ensemble gets no holdout.npy", ref.name, r.name)
-
-
-def fold_file_path(run: RunArtifacts, workdir: str | Path = ".") -> Path:
-    """The run's fold file: as recorded, relative to the workdir / the run's workspace / the current folder,
-    or (for a run copied from another machine, e.g. a Kaggle kernel) ``folds/<file name>`` there.
-
-    Refuses a file whose sha256 differs from the one recorded when the run was trained.
-    """
-    rec = Path(run.config["fold_file"])
-    bases = [Path(workdir), run.root.parent.parent, Path(".")]
-    cands = ([rec] if rec.is_absolute() else [b / rec for b in bases]) + [b / "folds" / rec.name for b in bases]
-    seen = [p for p in cands if p.is_file()]
-    for p in seen:
-        if not run.config.get("fold_sha256") or file_sha256(p) == run.config["fold_sha256"]:
-            return p
-    if seen:
-        raise EnsembleError(f"{seen[0]} has changed since run {run.name} was trained (sha256 differs from "
-                            f"config.json fold_sha256): its OOF rows no longer match; re-train or restore the fold file")
-    raise EnsembleError(f"fold file {rec} of run {run.name} not found (looked in {sorted({str(c) for c in cands})}); pass --workdir")
-
-
-def load_fold_table(run: RunArtifacts, workdir: str | Path = ".") -> tuple[np.ndarray, np.ndarray]:
-    """(class index per training row, fold per row for the run's fold column), from the shared fold file."""
-    import pandas as pd
-
-    path = fold_file_path(run, workdir)
-    folds = pd.read_csv(path, dtype={"id": str}, keep_default_na=False)
-    col = run.config.get("fold_column", "fold")
-    if col not in folds:
-        raise EnsembleError(f"{path} has no column {col!r} used by run {run.name}")
-    if run.config["task"] != "classification":
-        raise EnsembleError("regression ensembles need the targets: not supported by the fold file alone")
-    idx = {c: i for i, c in enumerate(run.config["classes"])}
-    y = folds["label"].astype(str).map(idx)
-    if y.isna().any():
-        bad = folds["label"][y.isna()].unique()[:5].tolist()
-        raise EnsembleError(f"{path}: label(s) {bad} are not in run {run.name}'s class list {run.config['classes']}")
-    return y.to_numpy(int), folds[col].to_numpy()
-
-
-def labels_from_folds(config: dict, classification: bool, workdir: str | Path = ".") -> np.ndarray:
-    """Ground truth for OOF scoring, read from the fold file the runs share."""
-    if not classification:
-        raise EnsembleError("regression ensembles need the targets: not supported by the fold file alone")
-    fake = RunArtifacts(config.get("run_id", "run"), Path(workdir) / "runs" / "_", config, np.zeros(0), np.zeros(0), None, {})
-    return load_fold_table(fake, workdir)[0]
 
 
 # ----------------------------------------------------------------------------- combiners
@@ -319,11 +224,14 @@ def _fit_stack(runs, y, folds, have, meta, n_cls, hold) -> Fitted:
 # ----------------------------------------------------------------------------- scoring and writing
 
 
-def per_fold_metrics(y: np.ndarray, oof: np.ndarray, folds: np.ndarray, targets: list[str]) -> dict[str, dict[str, float]]:
-    """Metrics of each fold's OOF rows, the same numbers ``metrics["folds"]`` holds for a trained run."""
-    have = ~np.isnan(oof).any(1)
-    return {str(int(k)): compute_metrics(True, y[have & (folds == k)], oof[have & (folds == k)], targets)
-            for k in np.unique(folds[have])}
+def check_shapes(ref: RunArtifacts, r: RunArtifacts) -> None:
+    """Runs with the same rows and classes must have prediction matrices of the same shape."""
+    if r.oof.shape != ref.oof.shape or r.test.shape != ref.test.shape:
+        raise EnsembleError(f"runs {ref.name} and {r.name} have different prediction shapes: "
+                            f"oof {ref.oof.shape} vs {r.oof.shape}, test {ref.test.shape} vs {r.test.shape}",
+                            "re-train one of them on the current data")
+    if (r.holdout is None) != (ref.holdout is None) or (r.holdout is not None and r.holdout.shape != ref.holdout.shape):
+        log.warning("runs %s and %s differ in holdout predictions: the ensemble gets no holdout.npy", ref.name, r.name)
 
 
 def per_class_scores(y: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[str, dict[str, float]]:
@@ -335,11 +243,8 @@ def per_class_scores(y: np.ndarray, probs: np.ndarray, classes: list[str]) -> di
 
 def _summary(y, oof, folds, targets) -> dict:
     pf = per_fold_metrics(y, oof, folds, targets)
-    keys = list(next(iter(pf.values())))
     have = ~np.isnan(oof).any(1)
-    return {"folds": pf, "mean": {a: float(np.mean([v[a] for v in pf.values()])) for a in keys},
-            "std": {a: float(np.std([v[a] for v in pf.values()])) for a in keys},
-            "oof": compute_metrics(True, y[have], oof[have], targets)}
+    return {"folds": pf, **fold_summary(pf), "oof": compute_metrics(True, y[have], oof[have], targets)}
 
 
 def ensemble(run_names: list[str], name: str | None = None, workdir: str | Path = ".", method: str = "mean",
@@ -352,13 +257,17 @@ def ensemble(run_names: list[str], name: str | None = None, workdir: str | Path 
         raise EnsembleError("give at least two runs to ensemble")
     if len({r.root.resolve() for r in runs}) < len(runs):
         raise EnsembleError(f"the same run is given twice in {run_names}")
-    check_compatible(runs)
+    for r in runs[1:]:
+        check_compatible(runs[0].config, r.config, (runs[0].name, r.name))
+        check_shapes(runs[0], r)
     ref = runs[0]
     if ref.config["task"] != "classification":
         raise EnsembleError("regression ensembles need the targets: not supported by the fold file alone")
     y, folds = load_fold_table(ref, workdir)
     if len(y) != len(ref.oof):
         raise EnsembleError(f"fold file has {len(y)} rows but run {ref.name}'s oof.npy has {len(ref.oof)}")
+    for r in runs:
+        check_finite(r, folds)
     have = ~np.any([np.isnan(r.oof).any(1) for r in runs], axis=0)
     metric = ref.metrics["metric"]
     fit = fit_method(method, runs, y, folds, have, metric, meta)
@@ -377,16 +286,6 @@ def ensemble(run_names: list[str], name: str | None = None, workdir: str | Path 
     return root
 
 
-def _model_key(run: RunArtifacts) -> str:
-    """What makes two runs 'the same model' apart from which repeat of the folds they used (see src.compare)."""
-    if "model_key" in run.config:
-        return run.config["model_key"]
-    from .artifacts import stable_hash
-
-    train = {k: v for k, v in run.config.get("train", {}).items() if k not in ("run_id", "repeat", "folds", "fold_file", "device")}
-    return f"{train.get('model', '?')}-{stable_hash(train, 8)}"
-
-
 def _write_run(runs, fit: Fitted, metrics: dict, name, workdir, y, have, method, meta) -> Path:
     ref = runs[0]
     name = name or f"ens-{method}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
@@ -403,18 +302,15 @@ def _write_run(runs, fit: Fitted, metrics: dict, name, workdir, y, have, method,
     cfg = {k: ref.config[k] for k in ("workspace", "fold_file", "fold_sha256", "fold_column", "task", "classes", "targets",
                                       "n_train", "n_test", "n_holdout", "train_ids_sha256") if k in ref.config}
     fold_file = fold_file_path(ref, workdir)
-    keys = sorted(_model_key(r) for r in runs)
+    keys = sorted(model_key(r) for r in runs)
     write_json(root / "config.json", {**cfg, "fold_file": str(fold_file.resolve()), "run_id": name,
                                       "members": [str(r.root.resolve()) for r in runs], "method": metrics["method"],
                                       "model_key": f"ens:{metrics['method']}:" + "+".join(keys),
                                       "code_version": code_version(), "train": {"model": "ensemble", "method": metrics["method"]}})
-    try:
-        from .plots import plot_confusion
+    from .plots import plot_confusion
 
-        plot_confusion(y[have], fit.oof[have].argmax(1), ref.config["classes"], root / "confusion.png",
-                       title=f"{name}: OOF confusion ({metrics['method']})")
-    except Exception as exc:  # a plot never blocks the artifacts
-        log.warning("confusion plot failed: %s", exc)
+    plot_confusion(y[have], fit.oof[have].argmax(1), ref.config["classes"], root / "confusion.png",
+                   title=f"{name}: OOF ({metrics['method']})")
     return root
 
 
@@ -443,21 +339,17 @@ def print_report(root: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description="Combine runs that share a fold file; write an ensemble run folder.")
+    ap = cli.parser("ensemble", "Combine runs that share a fold file; write an ensemble run folder.")
     ap.add_argument("runs", nargs="+", help="run ids (under runs/) or run folders")
     ap.add_argument("--method", default="mean", choices=METHODS,
                     help="mean | geometric | rank | hill (Caruana greedy weights, nested OOF) | stack (meta-model, nested OOF)")
     ap.add_argument("--meta", default="logreg", choices=["logreg", "gbm"], help="stacking meta-model")
-    ap.add_argument("--name", help="name of the ensemble run folder")
-    ap.add_argument("--workdir", default=".")
+    ap.add_argument("--name", help="name of the ensemble run folder (default: ens-<method>-<time>)")
+    cli.add_common(ap, config=False)
     args = ap.parse_args(argv)
     setup_logging()
-    try:
-        root = ensemble(args.runs, args.name, args.workdir, args.method, args.meta)
-    except EnsembleError as exc:
-        raise SystemExit(f"error: {exc}") from None
-    print_report(root)
+    print_report(ensemble(args.runs, args.name, args.workdir, args.method, args.meta))
 
 
 if __name__ == "__main__":
-    main()
+    cli.run_command(main)

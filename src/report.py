@@ -9,7 +9,6 @@ can be pasted into a write-up as is. Reads run artifacts only.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import re
 from datetime import datetime
@@ -21,51 +20,18 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from . import cli  # noqa: E402
 from .artifacts import read_json, save_figure, setup_logging, write_bytes  # noqa: E402
-from .ensemble import EnsembleError, RunArtifacts, load_fold_table, load_run  # noqa: E402
 from .metrics import compute_metrics  # noqa: E402
+from .plots import plot_confusion, plot_curves  # noqa: E402
+from .runs import RunArtifacts, load_fold_table, load_run  # noqa: E402
+from .scoring import Model, score_models  # noqa: E402
 
 log = logging.getLogger(__name__)
 
 
 def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
-
-
-def plot_confusions(y: np.ndarray, pred: np.ndarray, classes: list[str], path: Path, title: str) -> np.ndarray:
-    """Counts and row-normalised (recall) confusion matrices side by side; returns the counts."""
-    from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix
-
-    cm = confusion_matrix(y, pred, labels=np.arange(len(classes)))
-    n = len(classes)
-    fig, axes = plt.subplots(1, 2, figsize=(2.0 + 1.2 * n, 1.0 + 0.55 * n))
-    ConfusionMatrixDisplay(cm, display_labels=classes).plot(ax=axes[0], colorbar=False, cmap="Blues", xticks_rotation=45)
-    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
-    ConfusionMatrixDisplay(norm, display_labels=classes).plot(ax=axes[1], colorbar=False, cmap="Blues", xticks_rotation=45,
-                                                              values_format=".2f")
-    axes[0].set_title(f"{title}: counts")
-    axes[1].set_title(f"{title}: normalised by true class")
-    save_figure(path, fig)
-    return cm
-
-
-def plot_run_curves(histories: dict[str, list[dict]], metric: str, path: Path, title: str) -> bool:
-    """Train/validation loss and validation metric per epoch, one colour per fold; False when there is no history."""
-    hist = {k: h for k, h in histories.items() if h}
-    if not hist:
-        return False
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
-    for k, h in sorted(hist.items(), key=lambda kv: int(kv[0])):
-        ep = [e["epoch"] for e in h]
-        line, = ax1.plot(ep, [e["train_loss"] for e in h], label=f"fold {k} train")
-        ax1.plot(ep, [e["val_loss"] for e in h], "--", color=line.get_color())
-        if f"val_{metric}" in h[0]:
-            ax2.plot(ep, [e[f"val_{metric}"] for e in h], color=line.get_color(), label=f"fold {k}")
-    ax1.set(xlabel="epoch", ylabel="loss", title=f"{title}: loss (solid train, dashed validation)")
-    ax2.set(xlabel="epoch", ylabel=metric, title=f"{title}: validation {metric}")
-    ax2.legend(fontsize=7)
-    save_figure(path, fig)
-    return True
 
 
 def plot_scores(names: list[str], per_fold: list[np.ndarray], metric: str, path: Path) -> None:
@@ -125,7 +91,7 @@ def run_section(run: RunArtifacts, out: Path, workdir: str | Path, metric: str) 
     classes = run.config["classes"]
     pred = run.oof[have].argmax(1)
     slug = _slug(run.name)
-    plot_confusions(y[have], pred, classes, out / f"{slug}_confusion.png", run.name)
+    plot_confusion(y[have], pred, classes, out / f"{slug}_confusion.png", run.name)
     rep = classification_report(y[have], pred, labels=np.arange(len(classes)), target_names=classes, output_dict=True, zero_division=0)
     p, r, f, _ = precision_recall_fscore_support(y[have], pred, average="micro", zero_division=0)
     rep["micro avg"] = {"precision": p, "recall": r, "f1-score": f, "support": int(have.sum())}
@@ -140,7 +106,7 @@ def run_section(run: RunArtifacts, out: Path, workdir: str | Path, metric: str) 
         md.append(f"| {name} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1-score']:.3f} | {int(v['support'])} |")
     md += ["", f"![{run.name} confusion]({slug}_confusion.png)", ""]
     hist = run.metrics.get("history") or {p.name[4:-13]: read_json(p)["history"] for p in run.root.glob("fold*_metrics.json")}
-    if plot_run_curves(hist, metric, out / f"{slug}_curves.png", run.name):
+    if plot_curves(hist, metric, out / f"{slug}_curves.png", run.name):
         md += [f"![{run.name} curves]({slug}_curves.png)", ""]
     return md
 
@@ -148,8 +114,6 @@ def run_section(run: RunArtifacts, out: Path, workdir: str | Path, metric: str) 
 def build_report(runs: list[RunArtifacts], out: Path, workdir: str | Path = ".", extra_md: str = "", models=None,
                  metric: str | None = None) -> Path:
     """Write ``out/report.md`` and its PNGs; ``extra_md`` (the comparison) goes after the score chart."""
-    from .compare import Model, score_models
-
     out.mkdir(parents=True, exist_ok=True)
     metric = metric or runs[0].metrics.get("metric", "accuracy")
     if metric not in ("accuracy", "balanced_accuracy", "macro_f1", "log_loss"):
@@ -172,19 +136,16 @@ def build_report(runs: list[RunArtifacts], out: Path, workdir: str | Path = ".",
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description="Confusion matrices, per-class scores, curves and a score chart for runs, as one Markdown page.")
+    ap = cli.parser("report", "Confusion matrices, per-class scores, curves and a score chart for runs, as one Markdown page.")
     ap.add_argument("runs", nargs="+", help="run ids (under runs/) or run folders")
     ap.add_argument("--out", help="output folder (default: reports/report-<time>)")
-    ap.add_argument("--workdir", default=".")
+    cli.add_common(ap, config=False)
     args = ap.parse_args(argv)
     setup_logging()
     out = Path(args.out) if args.out else Path(args.workdir) / "reports" / f"report-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    try:
-        page = build_report([load_run(r, args.workdir) for r in args.runs], out, args.workdir)
-    except EnsembleError as exc:
-        raise SystemExit(f"error: {exc}") from None
+    page = build_report([load_run(r, args.workdir) for r in args.runs], out, args.workdir)
     print(f"wrote {page} and {len(list(out.glob('*.png')))} PNG file(s) in {out}")
 
 
 if __name__ == "__main__":
-    main()
+    cli.run_command(main)

@@ -199,5 +199,5 @@ def too_few_folds_warning(n_pairs: int, alpha: float = 0.05) -> str:
                     f"(smallest possible p = {wilcoxon_min_p(n_pairs):.3f})")
     if n_pairs < 10:
         msgs.append(f"{n_pairs} paired scores give the t-tests very little power (df={n_pairs - 1}); "
-                    "repeat the k-fold (python -m src.folds --repeats 3, train with --repeat 1, 2) for >=10")
+                    "repeat the k-fold (python -m src.folds --n-repeats 3, train with --repeat 1, 2) for >=10")
     return "; ".join(msgs)

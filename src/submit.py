@@ -11,7 +11,6 @@ written and recorded in ``submissions/index.csv``.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,15 +18,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .artifacts import write_csv
-from .ensemble import load_run
+from . import cli
+from .artifacts import setup_logging, write_csv
+from .errors import SubmissionError
+from .runs import load_run
 
 log = logging.getLogger(__name__)
 INDEX_COLUMNS = ["file", "time", "runs", "cv_metric", "cv_score", "message", "public_score", "private_score"]
-
-
-class SubmissionError(ValueError):
-    pass
 
 
 def _is_probability_column(values: pd.Series, classes: list[str]) -> bool:
@@ -50,6 +47,7 @@ def build_submission(test_pred: np.ndarray, test_ids: list[str], sample: pd.Data
     """
     if len(test_ids) != len(test_pred):
         raise SubmissionError(f"{len(test_pred)} test predictions for {len(test_ids)} test ids")
+    check_test_rows(test_pred, test_ids, classification)
     pos = pd.Series(np.arange(len(test_ids)), index=test_ids)
     if pos.index.duplicated().any():
         raise SubmissionError(f"duplicated test id(s) {pos.index[pos.index.duplicated()].unique()[:5].tolist()} in the run's test rows")
@@ -83,6 +81,21 @@ def build_submission(test_pred: np.ndarray, test_ids: list[str], sample: pd.Data
                           f"(classes {classes}): expected one label column or one column per class")
 
 
+def check_test_rows(test_pred: np.ndarray, test_ids: list[str], classification: bool) -> None:
+    """Refuse prediction rows that have no answer: argmax turns a NaN row or an all-zero probability row
+    into the first class, which then passes every check on the written file (labels are valid names)."""
+    pred = np.asarray(test_pred, dtype=np.float64).reshape(len(test_pred), -1)
+    fix = "re-train or resume the run (a diverged fold averages NaN into test.npy); never submit these rows"
+    bad = ~np.isfinite(pred).all(1)
+    if bad.any():
+        r = int(np.argmax(bad))
+        raise SubmissionError(f"test.npy row {r} (id {test_ids[r]!r}) holds NaN/inf ({int(bad.sum())} such row(s))", fix)
+    zero = (pred <= 0).all(1) if classification else np.zeros(len(pred), bool)
+    if zero.any():
+        r = int(np.argmax(zero))
+        raise SubmissionError(f"test.npy row {r} (id {test_ids[r]!r}) has all-zero probabilities ({int(zero.sum())} such row(s))", fix)
+
+
 def validate_submission(sub: pd.DataFrame, sample: pd.DataFrame, id_col: str, classes: list[str] | None = None,
                         prob_tol: float = 1e-3) -> None:
     """Refuse anything Kaggle would reject or score wrongly; the message says what and where."""
@@ -91,32 +104,14 @@ def validate_submission(sub: pd.DataFrame, sample: pd.DataFrame, id_col: str, cl
         extra = [c for c in sub.columns if c not in sample.columns]
         raise SubmissionError(f"columns {list(sub.columns)} differ from sample submission {list(sample.columns)} "
                               f"(missing {missing}, extra {extra}, or wrong order)")
-    ids, want = sub[id_col].astype(str), sample[id_col].astype(str)
-    dup = ids[ids.duplicated()]
-    if len(dup):
-        raise SubmissionError(f"duplicated id(s) {dup.unique()[:5].tolist()}")
-    missing, extra = sorted(set(want) - set(ids)), sorted(set(ids) - set(want))
-    if missing or extra:
-        raise SubmissionError(f"{len(missing)} id(s) missing (e.g. {missing[:3]}) and {len(extra)} unexpected id(s) (e.g. {extra[:3]})")
-    if not (ids.to_numpy() == want.to_numpy()).all():
-        r = int(np.argmax(ids.to_numpy() != want.to_numpy()))
-        raise SubmissionError(f"ids are not in the sample submission's order: row {r + 2} has {ids.iloc[r]!r}, expected {want.iloc[r]!r}")
+    ids = _check_ids(sub[id_col].astype(str), sample[id_col].astype(str))
     values = sub.drop(columns=[id_col])
-    nan_rows = values.isna().any(axis=1).to_numpy()
+    nan_rows = values.isna().any(axis=1).to_numpy() | np.isinf(values.select_dtypes("number").to_numpy(np.float64)).any(1)
     if nan_rows.any():
         r = int(np.argmax(nan_rows))
-        raise SubmissionError(f"{int(nan_rows.sum())} row(s) with empty/NaN values, first at row {r + 2} (id {ids.iloc[r]!r})")
+        raise SubmissionError(f"{int(nan_rows.sum())} row(s) with empty, inf or NaN values, first at row {r + 2} (id {ids.iloc[r]!r})")
     if classes and sorted(values.columns) == sorted(classes):
-        arr = values.to_numpy(float)
-        out_of_range = (arr < -prob_tol) | (arr > 1 + prob_tol)
-        if out_of_range.any():
-            r = int(np.argmax(out_of_range.any(1)))
-            raise SubmissionError(f"{int(out_of_range.any(1).sum())} row(s) have probabilities outside [0, 1], first at row {r + 2} (id {ids.iloc[r]!r})")
-        sums = arr.sum(1)
-        bad = np.abs(sums - 1) > prob_tol
-        if bad.any():
-            r = int(np.argmax(bad))
-            raise SubmissionError(f"probabilities of {int(bad.sum())} row(s) do not sum to 1, first at row {r + 2} (sum {sums[r]:.4f})")
+        _check_probability_rows(values.to_numpy(float), ids, prob_tol)
     elif classes and values.shape[1] == 1 and _is_probability_column(sample[values.columns[0]], classes):
         v = pd.to_numeric(values.iloc[:, 0], errors="coerce").to_numpy(float)
         bad = ~np.isfinite(v) | (v < 0) | (v > 1)
@@ -127,6 +122,34 @@ def validate_submission(sub: pd.DataFrame, sample: pd.DataFrame, id_col: str, cl
         unknown = sorted(set(values.iloc[:, 0].astype(str)) - set(classes))
         if unknown:
             raise SubmissionError(f"label(s) {unknown[:5]} are not in the class list {classes}")
+
+
+def _check_ids(ids: pd.Series, want: pd.Series) -> pd.Series:
+    """The sample's ids, each once, in the sample's order (Kaggle matches rows by id but some scorers by position)."""
+    dup = ids[ids.duplicated()]
+    if len(dup):
+        raise SubmissionError(f"duplicated id(s) {dup.unique()[:5].tolist()}")
+    missing, extra = sorted(set(want) - set(ids)), sorted(set(ids) - set(want))
+    if missing or extra:
+        raise SubmissionError(f"{len(missing)} id(s) missing (e.g. {missing[:3]}) and {len(extra)} unexpected id(s) (e.g. {extra[:3]})")
+    if not (ids.to_numpy() == want.to_numpy()).all():
+        r = int(np.argmax(ids.to_numpy() != want.to_numpy()))
+        raise SubmissionError(f"ids are not in the sample submission's order: row {r + 2} has {ids.iloc[r]!r}, expected {want.iloc[r]!r}")
+    return ids
+
+
+def _check_probability_rows(arr: np.ndarray, ids: pd.Series, prob_tol: float) -> None:
+    """One column per class: every value in [0, 1] and every row summing to 1 (an all-zero row sums to 0)."""
+    out_of_range = (arr < -prob_tol) | (arr > 1 + prob_tol)
+    if out_of_range.any():
+        r = int(np.argmax(out_of_range.any(1)))
+        raise SubmissionError(f"{int(out_of_range.any(1).sum())} row(s) have probabilities outside [0, 1], first at row {r + 2} (id {ids.iloc[r]!r})")
+    sums = arr.sum(1)
+    bad = np.abs(sums - 1) > prob_tol
+    if bad.any():
+        r = int(np.argmax(bad))
+        raise SubmissionError(f"probabilities of {int(bad.sum())} row(s) do not sum to 1, first at row {r + 2} (sum {sums[r]:.4f}), "
+                              f"id {ids.iloc[r]!r}")
 
 
 def submit(run: str, name: str | None = None, message: str = "", workdir: str | Path = ".", threshold: float | None = None) -> Path:
@@ -185,34 +208,28 @@ def append_index(path: Path, record: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description="Write submissions/<name>.csv from a run, validated against sample_submission.csv.")
+    ap = cli.parser("submit", "Write submissions/<name>.csv from a run, validated against sample_submission.csv.")
     ap.add_argument("run", nargs="?", help="run id (under runs/) or run folder")
     ap.add_argument("--name", help="file name without .csv (default: the run id)")
-    ap.add_argument("--message", "-m", default="")
+    ap.add_argument("--message", "-m", default="", help="what this submission is (matched to leaderboard scores later)")
     ap.add_argument("--threshold", type=float, help="binary label output: predict classes[1] when its probability >= this (default: argmax)")
     ap.add_argument("--score", metavar="FILE", help="record leaderboard scores of an earlier submission (with --public/--private) instead")
-    ap.add_argument("--public", type=float)
-    ap.add_argument("--private", type=float)
-    ap.add_argument("--workdir", default=".")
+    ap.add_argument("--public", type=float, help="public leaderboard score (with --score)")
+    ap.add_argument("--private", type=float, help="private leaderboard score (with --score)")
+    cli.add_common(ap, config=False)
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO)
+    setup_logging()
     if args.score:
         if args.public is None and args.private is None:
-            raise SystemExit("error: --score needs --public and/or --private")
-        try:
-            row = record_score(args.workdir, args.score, args.public, args.private)
-        except SubmissionError as exc:
-            raise SystemExit(f"error: {exc}") from None
+            raise SubmissionError("--score needs a score", "add --public X and/or --private Y")
+        row = record_score(args.workdir, args.score, args.public, args.private)
         print(f"recorded {row['file']}: public {row['public_score']}, private {row['private_score']} (CV {row['cv_score']})")
         return
     if not args.run:
-        ap.error("give a RUN (or --score FILE --public X)")
-    try:
-        path = submit(args.run, args.name, args.message, args.workdir, args.threshold)
-    except (SubmissionError, ValueError) as exc:
-        raise SystemExit(f"error: submission refused: {exc}") from None
+        raise SubmissionError("no run given", "python -m src.submit RUN [-m MESSAGE] (or --score FILE --public X)")
+    path = submit(args.run, args.name, args.message, args.workdir, args.threshold)
     print(f"wrote {path} (validated against sample_submission.csv; recorded in {path.parent / 'index.csv'})")
 
 
 if __name__ == "__main__":
-    main()
+    cli.run_command(main)

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_ensemble import fake_probs, write_fake_run, write_fold_file
 
 from src import stats
 from src.compare import compare, group_models, main, parse_run_args
 from src.ensemble import EnsembleError
 from src.report import main as report_main
-from test_ensemble import fake_probs, write_fake_run, write_fold_file
 
 
 @pytest.fixture
@@ -164,3 +164,14 @@ def test_report_cli(three, capsys):
     report_main(["strong", "weak", "--workdir", str(root), "--out", str(out)])
     page = (out / "report.md").read_text()
     assert "### strong" in page and "### weak" in page and "![scores per model](scores.png)" in page
+
+
+def test_nan_oof_rows_inside_a_trained_fold_are_refused_not_skipped(three):
+    """A NaN OOF row used to drop out of its fold's score silently; whole untrained folds stay allowed."""
+    root, ff, y = three
+    oof = np.load(root / "runs/medium/oof.npy")
+    oof[[4, 40]] = np.nan
+    np.save(root / "runs/medium/oof.npy", oof)
+    with pytest.raises(EnsembleError, match=r"run medium: oof\.npy has NaN inside fold \d, whose other rows have predictions") as exc:
+        compare(["strong", "medium"], root)
+    assert "re-train or resume run medium" in exc.value.fix

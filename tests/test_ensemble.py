@@ -13,9 +13,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import src.ensemble as ens_mod
+from src import cli
 from src.artifacts import file_sha256, write_json
-from src.ensemble import (EnsembleError, ensemble, geometric_mean, hill_climb, load_run, main, mean_probs, rank_average)
+from src.ensemble import EnsembleError, ensemble, geometric_mean, hill_climb, main, mean_probs, rank_average
+from src.errors import RunError
 from src.metrics import compute_metrics
+from src.runs import fold_summary, load_run
 
 CLASSES = ["blues", "jazz", "rock"]
 
@@ -70,12 +74,9 @@ def write_fake_run(workdir: Path, name: str, oof: np.ndarray, fold_file: Path, y
         per_fold[str(k)] = {**m, "epoch": 3}
         hist[str(k)] = [{"epoch": e, "train_loss": 1.0 / e, "val_loss": 1.2 / e, "val_accuracy": m["accuracy"] * e / 3} for e in (1, 2, 3)]
         write_json(root / f"fold{k}_metrics.json", {"best": per_fold[str(k)], "history": hist[str(k)]})
-    keys = [a for a in per_fold["0"] if a != "epoch"]
     write_json(root / "metrics.json", {
         "metric": metric, "level": "clip", "folds": per_fold, "folds_done": [int(k) for k in np.unique(folds)],
-        "mean": {a: float(np.mean([v[a] for v in per_fold.values()])) for a in keys},
-        "std": {a: float(np.std([v[a] for v in per_fold.values()])) for a in keys},
-        "oof": compute_metrics(True, y, oof, ["label"]), "history": hist})
+        **fold_summary(per_fold), "oof": compute_metrics(True, y, oof, ["label"]), "history": hist})
     write_json(root / "config.json", {
         "run_id": name, "workspace": {"path": workspace_path}, "fold_file": str(fold_file), "fold_sha256": file_sha256(fold_file),
         "fold_column": fold_column, "task": "classification", "classes": classes, "targets": ["label"],
@@ -227,15 +228,18 @@ def test_gbm_meta_model(ws):
 # ----------------------------------------------------------------------------- refusals
 
 
-def test_refuses_different_fold_files(ws):
+def test_refuses_different_fold_files(ws, capsys):
     root, ff, y = ws
     ff2, _ = write_fold_file(root, seed=7, name="other_k5.csv")
     write_fake_run(root, "a", fake_probs(y, 0.8), ff, y)
     write_fake_run(root, "b", fake_probs(y, 0.8), ff2, y)
     with pytest.raises(EnsembleError, match="different fold file"):
         ensemble(["a", "b"], "x", root)
-    with pytest.raises(SystemExit, match="different fold file"):
-        main(["a", "b", "--workdir", str(root)])
+    with pytest.raises(SystemExit) as exc:
+        cli.run_command(main, ["a", "b", "--workdir", str(root)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: runs a and b have a different fold file") and "only runs on the same data and folds" in err
 
 
 def test_refuses_different_repeat_class_list_and_rows(ws):
@@ -262,7 +266,7 @@ def test_refuses_changed_fold_file_and_missing_artifacts(ws):
     write_fake_run(root, "a", fake_probs(y, 0.8), ff, y)
     b = write_fake_run(root, "b", fake_probs(y, 0.8), ff, y)
     (b / "oof.npy").unlink()
-    with pytest.raises(EnsembleError, match="oof.npy missing"):
+    with pytest.raises(RunError, match="oof.npy missing: the run is unfinished"):
         ensemble(["a", "b"], "x", root)
     write_fake_run(root, "b", fake_probs(y, 0.8), ff, y)
     ff.write_text(ff.read_text().replace("clip0000", "clipXXXX"))
@@ -278,3 +282,107 @@ def test_stacking_without_test_rows(ws):
     write_fake_run(root, "b", fake_probs(y, 0.6, seed=2), ff, y, test=empty)
     ens = load_run(ensemble(["a", "b"], "stk0", root, method="stack"), root)
     assert ens.test.shape == (0, 3) and ens.metrics["oof"]["accuracy"] > 0.8
+
+
+# ----------------------------------------------------------------------------- blind spots: nesting, std, NaN members
+
+
+def _right_or_hesitant(y: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Confident (0.9) on the true class where ``right``; elsewhere hesitantly wrong (0.4 on the next class, 0.3 on the truth)."""
+    p = np.full((len(y), 3), 0.05)
+    p[np.arange(len(y)), y] = 0.9
+    wrong = np.full((len(y), 3), 0.3)
+    wrong[np.arange(len(y)), (y + 1) % 3] = 0.4
+    return np.where(right[:, None], p, wrong).astype(np.float32)
+
+
+def test_hill_nested_oof_fits_weights_without_the_held_out_fold(ws):
+    """A is right only on fold 0, B everywhere else. Fitted without fold 0, the weights are all B, so the honest
+    OOF of fold 0 is B's (all wrong): 0.8 overall. Weights fitted on all rows mix A and B and get every row right,
+    so a leaky 'nested' OOF would read 1.0 like the in-sample score."""
+    root, ff, y = ws
+    folds = pd.read_csv(ff)["fold"].to_numpy()
+    write_fake_run(root, "A", _right_or_hesitant(y, folds == 0), ff, y)
+    write_fake_run(root, "B", _right_or_hesitant(y, folds != 0), ff, y)
+    ens = load_run(ensemble(["A", "B"], "hill", root, method="hill"), root)
+    assert ens.metrics["oof_in_sample"]["accuracy"] == 1.0
+    assert ens.metrics["oof"]["accuracy"] == pytest.approx(0.8)
+    assert (ens.oof[folds == 0].argmax(1) != y[folds == 0]).all()
+    per_fold = json.loads((root / "runs/hill/weights.json").read_text())["weights_per_outer_fold"]
+    assert per_fold["0"] == {"A": 0.0, "B": 1.0} and all(per_fold[k]["A"] > 0 for k in "1234")
+    assert ens.metrics["folds"]["0"]["accuracy"] == 0.0
+
+
+def test_hill_nested_fits_see_exactly_the_other_folds(ws, monkeypatch):
+    """Every outer fold's weights are fitted on the OOF rows of the other folds, never on its own rows."""
+    root, ff, y = ws
+    folds = pd.read_csv(ff)["fold"].to_numpy()
+    oofs = [fake_probs(y, acc, seed=i) for i, acc in enumerate((0.8, 0.7, 0.6))]
+    for i, o in enumerate(oofs):
+        write_fake_run(root, f"m{i}", o, ff, y)
+    seen: list[np.ndarray] = []
+    real = ens_mod.hill_climb
+
+    def recording(mats, yy, *a, **kw):
+        seen.append(mats[0].copy())
+        return real(mats, yy, *a, **kw)
+
+    monkeypatch.setattr(ens_mod, "hill_climb", recording)
+    ensemble(["m0", "m1", "m2"], "hill", root, method="hill")
+    assert len(seen) == 6  # one fit per outer fold, then one on all rows for test/holdout
+    for k in range(5):
+        assert sum(m.shape == oofs[0][folds != k].shape and np.array_equal(m, oofs[0][folds != k]) for m in seen) == 1, k
+    assert np.array_equal(seen[-1], oofs[0])
+
+
+def test_member_fold_std_is_ddof_1(ws):
+    root, ff, y = ws
+    folds = pd.read_csv(ff)["fold"].to_numpy()
+    a, b = fake_probs(y, 0.85, seed=1), fake_probs(y, 0.6, seed=2)
+    write_fake_run(root, "a", a, ff, y)
+    write_fake_run(root, "b", b, ff, y)
+    m = load_run(ensemble(["a", "b"], "e", root), root).metrics
+    for name, p in (("a", a), ("b", b), (None, (a + b) / 2)):
+        per_fold = [_acc(y[folds == k], p[folds == k]) for k in range(5)]
+        got = m["std"]["accuracy"] if name is None else m["members"][name]["cv_std"]
+        assert got == pytest.approx(np.std(per_fold, ddof=1), rel=1e-9), name
+
+
+@pytest.mark.parametrize("where, rows, match", [
+    ("test", [3], r"run b: test\.npy has NaN/inf in 1 row\(s\) \(rows \[3\]\)"),
+    ("test_inf", [0, 5], r"run b: test\.npy has NaN/inf in 2 row\(s\) \(rows \[0, 5\]\)"),
+    ("holdout", [1], r"run b: holdout\.npy has NaN/inf in 1 row\(s\) \(rows \[1\]\)"),
+    ("oof_inf", [7], r"run b: oof\.npy has inf or a partly NaN row in 1 row\(s\) \(rows \[7\]\)"),
+    ("oof_partial", [9], r"run b: oof\.npy has inf or a partly NaN row in 1 row\(s\) \(rows \[9\]\)"),
+    ("oof_row", [11], r"run b: oof\.npy has NaN inside fold \d, whose other rows have predictions .* \(rows \[11\]\)"),
+])
+def test_member_with_nan_or_inf_predictions_is_refused(ws, where, rows, match):
+    """A NaN in one member's test.npy used to become a NaN row of the ensemble (and the first class in a submission)."""
+    root, ff, y = ws
+    hold = fake_probs(np.arange(6) % 3, 0.8, seed=9)
+    write_fake_run(root, "a", fake_probs(y, 0.8, seed=1), ff, y, holdout=hold)
+    b = write_fake_run(root, "b", fake_probs(y, 0.8, seed=2), ff, y, holdout=hold)
+    file = b / f"{where.split('_')[0]}.npy"
+    bad = np.load(file)
+    bad[rows, 0] = np.inf if "inf" in where else np.nan
+    if where == "oof_row":
+        bad[rows] = np.nan
+    np.save(file, bad)
+    with pytest.raises(EnsembleError, match=match) as exc:
+        ensemble(["a", "b"], "x", root)
+    assert "re-train or resume run b" in exc.value.fix
+    assert not (root / "runs/x").exists()
+
+
+def test_untrained_folds_nan_in_oof_are_still_allowed(ws):
+    """A run trained on some folds only has NaN OOF rows for whole folds: legitimate, scored on the folds both have."""
+    root, ff, y = ws
+    folds = pd.read_csv(ff)["fold"].to_numpy()
+    part = fake_probs(y, 0.9, seed=1)
+    part[folds >= 3] = np.nan
+    write_fake_run(root, "full", fake_probs(y, 0.8, seed=2), ff, y)
+    write_fake_run(root, "part", np.nan_to_num(part, nan=1 / 3), ff, y)
+    np.save(root / "runs/part/oof.npy", part)
+    ens = load_run(ensemble(["full", "part"], "e", root), root)
+    assert ens.metrics["folds_done"] == [0, 1, 2] and np.isnan(ens.oof[folds >= 3]).all()
+    assert not np.isnan(ens.test).any()

@@ -127,3 +127,31 @@ def test_too_few_folds_warning():
     assert "never reach p<0.05" in stats.too_few_folds_warning(5)
     assert "little power" in stats.too_few_folds_warning(8) and "never" not in stats.too_few_folds_warning(8)
     assert stats.too_few_folds_warning(10) == ""
+
+
+def test_holm_caps_adjusted_p_values_at_one():
+    """m * p exceeds 1 quickly: [0.6, 0.7] gives 1.2 and 0.7 -> both 1 (0.7 is lifted to 1 by monotonicity)."""
+    np.testing.assert_allclose(stats.holm([0.6, 0.7]), [1.0, 1.0])
+    np.testing.assert_allclose(stats.holm([0.001, 0.4, 0.3]), [0.003, 0.6, 0.6])
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        p = rng.random(rng.integers(1, 12))
+        adj = stats.holm(p)
+        assert (adj <= 1.0).all() and (adj >= p).all()
+
+
+def test_holm_is_monotone_in_the_raw_p_values():
+    """Step-down: a larger raw p never gets a smaller adjusted p. Without the running maximum,
+    [0.01, 0.02, 0.025] would give 0.03, 0.04, 0.025: the largest raw p the smallest adjusted one."""
+    np.testing.assert_allclose(stats.holm([0.025, 0.01, 0.02]), [0.04, 0.03, 0.04])
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        m = int(rng.integers(2, 12))
+        p = np.round(rng.random(m) * 0.2, 3)  # small values and ties
+        adj = stats.holm(p)
+        order = np.argsort(p, kind="stable")
+        assert (np.diff(adj[order]) >= -1e-15).all(), (p, adj)
+        # the definition: adjusted p_(i) = max over j <= i of min(1, (m - j + 1) p_(j))
+        want = np.maximum.accumulate(np.minimum(1.0, (m - np.arange(m)) * p[order]))
+        np.testing.assert_allclose(adj[order], want)
+        assert (adj[p == p.min()] == adj.min()).all()

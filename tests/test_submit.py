@@ -4,10 +4,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from fixtures import make_tabular_competition
-from src.submit import SubmissionError, build_submission, main, record_score, submit, validate_submission
 from test_ensemble import fake_probs, write_fake_run, write_fold_file
+
+from src import cli
+from src.ensemble import ensemble
+from src.runs import load_run
+from src.submit import SubmissionError, build_submission, main, record_score, submit, validate_submission
 
 IDS = ["t0", "t1", "t2", "t3"]
 CL = ["blues", "jazz", "rock"]
@@ -114,11 +117,75 @@ def test_submit_end_to_end_index_and_score(tmp_path, capsys):
         record_score(tmp_path, "nope.csv", 0.5)
 
 
-def test_submit_refuses_wrong_test_rows(tmp_path):
+def test_submit_refuses_wrong_test_rows(tmp_path, capsys):
     comp = make_tabular_competition(tmp_path, n_test=6)
     ff, y = write_fold_file(tmp_path, n=30, classes=["a", "b", "c"])
     write_fake_run(tmp_path, "r1", fake_probs(y, 0.8), ff, y, test=fake_probs(np.arange(5) % 3, 1.0), classes=["a", "b", "c"],
                    workspace_path=str(comp.config))
-    with pytest.raises(SystemExit, match="5 test predictions for 6 test ids"):
-        main(["r1", "--workdir", str(tmp_path)])
+    with pytest.raises(SystemExit) as exc:
+        cli.run_command(main, ["r1", "--workdir", str(tmp_path)])
+    assert exc.value.code == 2 and "error: 5 test predictions for 6 test ids" in capsys.readouterr().err
     assert not (tmp_path / "submissions/index.csv").exists()
+
+
+# ----------------------------------------------------------------------------- rows without an answer
+
+
+@pytest.mark.parametrize("row, match", [
+    ([np.nan, 0.5, 0.5], r"test\.npy row 2 \(id 't2'\) holds NaN/inf \(1 such row"),
+    ([np.inf, 0.0, 0.0], r"test\.npy row 2 \(id 't2'\) holds NaN/inf"),
+    ([0.0, 0.0, 0.0], r"test\.npy row 2 \(id 't2'\) has all-zero probabilities \(1 such row"),
+])
+@pytest.mark.parametrize("sample", [LABEL_SAMPLE, PROB_SAMPLE], ids=["labels", "probabilities"])
+def test_rows_without_an_answer_are_refused(row, match, sample):
+    """A NaN or all-zero row used to become argmax 0 = 'blues', a valid label that passed validation."""
+    p = P.copy()
+    p[2] = row
+    with pytest.raises(SubmissionError, match=match) as exc:
+        build_submission(p, IDS, sample, "id", CL, True)
+    assert "re-train or resume the run" in exc.value.fix
+
+
+def test_validation_refuses_inf_and_all_zero_probability_rows():
+    reg_sample = pd.DataFrame({"id": IDS, "tempo": 0.0})
+    reg = build_submission(np.array([[1.0], [2.0], [3.0], [4.0]]), IDS, reg_sample, "id", [], False)
+    validate_submission(reg, reg_sample, "id")
+    with pytest.raises(SubmissionError, match=r"1 row\(s\) with empty, inf or NaN values, first at row 4 \(id 't2'\)"):
+        validate_submission(reg.assign(tempo=[1.0, 2.0, np.inf, 4.0]), reg_sample, "id")
+    with pytest.raises(SubmissionError, match="NaN/inf"):
+        build_submission(np.array([[1.0], [np.nan], [3.0], [4.0]]), IDS, reg_sample, "id", [], False)
+    sub = build_submission(P, IDS, PROB_SAMPLE, "id", CL, True)
+    sub.loc[1, CL] = 0.0
+    with pytest.raises(SubmissionError, match=r"do not sum to 1, first at row 3 \(sum 0\.0000\), id 't1'"):
+        validate_submission(sub, PROB_SAMPLE, "id", CL)
+
+
+def test_submit_refuses_a_run_with_a_nan_test_row(tmp_path):
+    comp = make_tabular_competition(tmp_path, n_test=6)
+    ff, y = write_fold_file(tmp_path, n=30, classes=["a", "b", "c"])
+    test = fake_probs(np.arange(6) % 3, 1.0, seed=4)
+    test[4] = np.nan
+    write_fake_run(tmp_path, "r1", fake_probs(y, 0.8), ff, y, test=test, classes=["a", "b", "c"], workspace_path=str(comp.config))
+    with pytest.raises(SubmissionError, match=rf"test\.npy row 4 \(id '{comp.test_ids[4]}'\) holds NaN/inf"):
+        submit("r1", "nan", "", tmp_path)
+    assert not (tmp_path / "submissions/nan.csv").exists() and not (tmp_path / "submissions/index.csv").exists()
+
+
+def test_ensemble_submission_records_fold_std_with_ddof_1(tmp_path):
+    """Training reports std over folds with ddof=1; the ensemble's metrics.json and the index's cv_std must agree."""
+    comp = make_tabular_competition(tmp_path, n_test=6)
+    ff, y = write_fold_file(tmp_path, n=60, classes=["a", "b", "c"])
+    for name, acc, seed in (("m1", 0.8, 1), ("m2", 0.6, 2)):
+        write_fake_run(tmp_path, name, fake_probs(y, acc, seed=seed), ff, y, test=fake_probs(np.arange(6) % 3, 0.9, seed=seed),
+                       classes=["a", "b", "c"], workspace_path=str(comp.config))
+    ens = load_run(ensemble(["m1", "m2"], "ens", tmp_path), tmp_path)
+    folds = pd.read_csv(ff)["fold"].to_numpy()
+    per_fold = [float((ens.oof[folds == k].argmax(1) == y[folds == k]).mean()) for k in range(5)]
+    assert len(set(per_fold)) > 1  # the folds differ, so ddof matters
+    assert ens.metrics["std"]["accuracy"] == pytest.approx(np.std(per_fold, ddof=1), rel=1e-12)
+    assert ens.metrics["std"]["accuracy"] != pytest.approx(np.std(per_fold, ddof=0), rel=1e-6)
+    assert ens.metrics["mean"]["accuracy"] == pytest.approx(np.mean(per_fold))
+    submit("ens", "ens", "ddof", tmp_path)
+    idx = pd.read_csv(tmp_path / "submissions/index.csv", dtype=str, keep_default_na=False)
+    assert float(idx.loc[0, "cv_std"]) == pytest.approx(np.std(per_fold, ddof=1), rel=1e-12)
+    assert idx.loc[0, "runs"] == "ens (mean: m1 m2)"
