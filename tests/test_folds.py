@@ -7,11 +7,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from src import cli
 from src.artifacts import read_json
 from src.config import load_config
 from src.data import DataError, load_dataset
 from src.features import Prepared, prepare
-from src.folds import FoldError, assign_folds, fold_path, load_folds, main as folds_main, make_folds
+from src.folds import FoldError, assign_folds, fold_numbers, fold_path, load_folds, make_folds, read_fold_file
+from src.folds import main as folds_main
 
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -109,8 +111,8 @@ def test_dedup_off_keeps_rows_apart(tabular):
     assert report["duplicates"] == [] and folds["group"].nunique() == len(folds)
 
 
-def test_cli_writes_fold_file_and_audit_json(tabular, workdir):
-    folds_main(["--config", str(tabular.config), "--workdir", str(workdir), "--repeats", "2"])
+def test_cli_writes_fold_file_and_audit_json(tabular, workdir, capsys):
+    folds_main(["--config", str(tabular.config), "--workdir", str(workdir), "--n-repeats", "2"])
     cfg = load_config(tabular.config)
     path = fold_path(cfg, workdir)
     assert path.name == "tab_k2.csv"
@@ -126,8 +128,15 @@ def test_cli_writes_fold_file_and_audit_json(tabular, workdir):
     from src.artifacts import file_sha256
 
     assert audit["sha256"] == file_sha256(path)
-    with pytest.raises(SystemExit, match="--force"):  # never overwritten silently
-        folds_main(["--config", str(tabular.config), "--workdir", str(workdir)])
+    assert audit["class_counts"]["fold"] == {c: pd.crosstab(folds["label"], folds["fold"]).loc[c].tolist() for c in "abc"}
+    assert set(audit["class_counts"]) == {"fold", "fold_r1"} and audit["warnings"] == []
+    before = path.read_bytes()
+    with pytest.raises(SystemExit) as exc:  # never overwritten silently
+        cli.run_command(folds_main, ["--config", str(tabular.config), "--workdir", str(workdir)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "tab_k2.csv exists" in err and "--force" in err
+    assert path.read_bytes() == before
 
 
 def test_repeated_columns_differ(tabular):
@@ -210,3 +219,51 @@ def test_audio_folds_dedup_uses_clip_features(tmp_path):
     by_id = folds.set_index("id")
     assert by_id.loc["low00", "fold"] == by_id.loc["copy00", "fold"]
     assert any(sorted(d["ids"]) == ["copy00", "low00"] for d in report["duplicates"])
+
+
+# ----------------------------------------------------------------------------- duplicates, coverage, fold numbers
+
+
+def test_duplicate_pairs_share_a_fold_for_every_seed_and_k(tabular):
+    """The audit's merged groups must reach assign_folds: with 2 folds and one seed a pair lands together half
+    the time by chance, so check many seeds, several k and every repeat column."""
+    prep = _prep_tabular(tabular)
+    pairs = (tabular.extra["same_pair"], tabular.extra["cross_pair"])
+    for k in (2, 3, 4, 5):
+        for seed in range(12):
+            folds, _ = make_folds(prep, n_splits=k, n_repeats=2, seed=seed)
+            by_id = folds.set_index("id")
+            for pair in pairs:
+                for col in ("fold", "fold_r1"):
+                    assert by_id.loc[pair, col].nunique() == 1, f"k={k} seed={seed} {col}: duplicate pair {pair} split"
+
+
+def test_class_missing_from_validation_folds_is_warned_and_audited(tmp_path, caplog):
+    """k=5 with a class of 3 rows: two validation folds have no row of it; say so and record the counts."""
+    from fixtures import make_tabular_competition
+
+    comp = make_tabular_competition(tmp_path, duplicate_pairs=False, n_test=0)
+    csv = comp.root / "features.csv"
+    df = pd.read_csv(csv)
+    keep = (df["label"] != "c") | (df.groupby("label").cumcount() < 3)
+    df[keep].to_csv(csv, index=False)
+    with caplog.at_level("WARNING", logger="src.folds"):
+        folds, report = make_folds(_prep_tabular(comp), n_splits=5)
+    counts = report["class_counts"]["fold"]
+    assert counts["c"] == pd.crosstab(folds["label"], folds["fold"]).loc["c"].tolist()
+    assert sum(counts["c"]) == 3 and counts["c"].count(0) == 2 and all(0 not in counts[c] for c in "ab")
+    missing = [k for k, v in enumerate(counts["c"]) if v == 0]
+    assert len(report["warnings"]) == 1 and f"class 'c' (3 rows in 3 group(s)) is absent from validation fold(s) {missing}" in report["warnings"][0]
+    assert report["warnings"][0] in caplog.text
+
+
+def test_fold_numbers_and_typed_fold_columns(tmp_path):
+    path = tmp_path / "f.csv"
+    pd.DataFrame({"id": ["007", "8", "9", "10", "11", "12"], "label": "a", "group": ["01"] * 6,
+                  "fold": [2, 0, 1, 2, 0, 1], "fold_r1": [0, 0, 0, 1, 1, 1]}).to_csv(path, index=False)
+    folds = read_fold_file(path)
+    assert folds["id"].tolist()[0] == "007" and folds["group"].iloc[0] == "01"  # ids and groups stay text
+    assert folds["fold"].dtype == np.int64 and folds["fold_r1"].dtype == np.int64
+    assert fold_numbers(folds, "fold") == [0, 1, 2] and fold_numbers(folds, "fold_r1") == [0, 1]
+    with pytest.raises(FoldError, match="no column 'fold_r2'"):
+        fold_numbers(folds, "fold_r2")
