@@ -6,10 +6,29 @@ splits, the target column(s); audio and image rows also carry ``path``.
 Feature-vector layouts (tabular CSV, ``X.npy`` arrays) carry their matrices in
 ``Dataset.arrays``. Nothing here decodes audio: that is the feature stage's
 job (``src.features``), which also handles corrupt clips.
+
+Ids are unique by construction:
+
+* manifest, tabular and sample-submission rows: the id column, read as text (``'00012'`` stays so);
+* the ``folders`` layout, and a test folder listed without a sample submission: the file stem
+  (``blues.00000``) when every stem of the listing is unique; when two files share a stem
+  (``classical/1.mp3`` and ``rock/1.mp3``) every id of that listing is the path relative to the
+  listed folder without extension (``classical/1``), and with the extension where even that
+  collides (``a/0.flac`` beside ``a/0.wav``);
+* the arrays layout: ``<split>_<index:06d>``.
+
+Folder listings follow symbolic links to folders (``/kaggle/input`` is read-only, so class folders
+are often linked into a writable tree); each real folder is listed once, so a link loop ends.
+
+Bad input is a :class:`DataError` naming the file, the row (1-based CSV line and id) and the column
+or key. Files that the data names but that are missing, or are folders, are listed together in one
+error; with ``[data] on_corrupt = "skip"`` they are kept in ``Dataset.missing`` and
+``src.features.prepare`` skips them with the same policy as corrupt clips.
 """
 from __future__ import annotations
 
 import logging
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,14 +37,14 @@ import numpy as np
 import pandas as pd
 
 from .config import AUDIO_EXTENSIONS, WorkspaceConfig
+from .errors import DataError
 
 log = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 SPLITS = ("train", "test", "holdout")
-
-
-class DataError(ValueError):
-    """The data on disk does not match the config or is unusable."""
+LISTING_LIMIT = 20  # bad files named one by one in an error; the rest are counted
+SKIP_FIX = ("or set [data] on_corrupt = 'skip' to skip them (training rows are dropped, test rows are predicted "
+            "with the training prior; all are listed in the run)")
 
 
 @dataclass
@@ -39,6 +58,9 @@ class Dataset:
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     sample_submission: pd.DataFrame | None = None
     skipped: list[dict] = field(default_factory=list)  # rows dropped with on_corrupt = "skip"
+    # files the data names that are absent or folders (split, id, path, error); only with on_corrupt = "skip"
+    missing: list[dict] = field(default_factory=list)
+    source: dict[str, Path] = field(default_factory=dict)  # split -> the CSV its rows came from (for line numbers)
 
     def frame(self, split: str) -> pd.DataFrame:
         return getattr(self, split)
@@ -61,62 +83,169 @@ def load_dataset(cfg: WorkspaceConfig) -> Dataset:
     return ds
 
 
+def format_listing(records: list[dict], limit: int | None = LISTING_LIMIT) -> str:
+    """``  split/id: path: error`` lines for bad files, the first ``limit`` of them (None: all) and a count of the rest."""
+    lines = [f"  {r['split'] + '/' if r['split'] else ''}{r['id']}: {r['path']}: {r['error']}" for r in records[:limit]]
+    if limit is not None and len(records) > limit:
+        lines.append(f"  ... and {len(records) - limit} more")
+    return "\n".join(lines)
+
+
+def _read_csv(path: Path, require_rows: bool = False, **kwargs) -> pd.DataFrame:
+    """``pd.read_csv`` whose failures name the file: empty, unparsable, not text, or (``require_rows``) no rows."""
+    try:
+        df = pd.read_csv(path, **kwargs)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty (0 bytes or only blank lines)",
+                        "re-download or re-export it; a CSV needs a header line and one line per row") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot be read as CSV: {str(exc).strip()}",
+                        "fix the line named (a stray comma or quote), or re-export the file as comma-separated UTF-8") from None
+    if require_rows and not len(df):
+        raise DataError(f"{path}: the CSV has a header but no rows", "re-download or re-export it with its data rows")
+    return df
+
+
 # ----------------------------------------------------------------------------- files
 
 
-def _list_files(folder: Path, exts: tuple[str, ...]) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in exts)
+def _raise(exc: OSError) -> None:
+    raise exc  # os.walk would otherwise skip an unreadable folder without a word
+
+
+def _list_files(folder: Path, exts: tuple[str, ...]) -> tuple[list[Path], dict[Path, str]]:
+    """Files named ``*<ext>`` under ``folder``, following symlinked folders, each real folder once.
+
+    ``Path.rglob`` does not follow links to folders on Python 3.11, so linked class folders would be
+    missed. Also returns the entries that carry such a name but are no file (a folder ``x.wav/``, a
+    broken link), with the reason, so they are reported instead of silently left out.
+    """
+    files: list[Path] = []
+    bad: dict[Path, str] = {}
+    seen: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True, onerror=_raise):
+        st = os.stat(dirpath)
+        if (st.st_dev, st.st_ino) in seen:
+            log.warning("%s: this folder was already listed (symbolic link loop, or a second link to it); not listed again", dirpath)
+            dirnames.clear()
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        here = Path(dirpath)
+        for name in [n for n in dirnames if Path(n).suffix.lower() in exts]:
+            bad[here / name] = "is a directory, not a file"
+            dirnames.remove(name)
+        for name in filenames:
+            p = here / name
+            if p.suffix.lower() in exts:
+                if p.is_file():
+                    files.append(p)
+                else:
+                    bad[p] = "is not a regular file (broken symbolic link?)"
+    return sorted(files), bad
+
+
+def _listing_ids(entries: list[Path], folder: Path) -> list[str]:
+    """Stems if they are unique, else relative paths without extension, else with it (see the module docstring)."""
+    rel = [p.relative_to(folder) for p in entries]
+    for kind, ids in (("file stems", [r.stem for r in rel]),
+                      ("relative paths without extension", [r.with_suffix("").as_posix() for r in rel]),
+                      ("relative paths", [r.as_posix() for r in rel])):
+        if len(set(ids)) == len(ids):
+            if kind != "file stems":
+                log.info("%s: file names repeat across sub-folders, so ids are %s (e.g. %r)", folder, kind, ids[0])
+            return ids
+    raise AssertionError(f"{folder}: two listed entries have the same relative path")
+
+
+def _folder_frame(folder: Path, exts: tuple[str, ...], split: str, target: str | None, problems: list[dict]) -> pd.DataFrame:
+    """One row per file under ``folder``; with ``target`` the label is the first sub-folder (the class)."""
+    files, bad = _list_files(folder, exts)
+    if target and not files:
+        raise DataError(f"{folder}: no {'/'.join(exts)} files found",
+                        "the 'folders' layout expects <train_dir>/<class>/<file>; check [data] train_dir and layout")
+    entries = sorted([*files, *bad])
+    ids = _listing_ids(entries, folder)
+    df = pd.DataFrame({"id": ids, "path": [str(p) for p in entries]})
+    if target:
+        parts = [p.relative_to(folder).parts for p in entries]
+        flat = [p for p, pa in zip(entries, parts) if len(pa) < 2]
+        if flat:
+            raise DataError(f"{folder}: layout 'folders' needs files inside one sub-folder per class; {flat[0]} is not",
+                            "move the files into <train_dir>/<class>/, or use layout = 'manifest' with a train.csv")
+        df.insert(1, target, [pa[0] for pa in parts])
+    problems += [{"split": split, "id": i, "path": str(p), "error": bad[p]} for i, p in zip(ids, entries) if p in bad]
+    return df
 
 
 def _load_files(cfg: WorkspaceConfig) -> Dataset:
     d = cfg.data
     exts = AUDIO_EXTENSIONS if d.kind == "audio" else IMAGE_EXTENSIONS
     train_dir = cfg.resolve(d.train_dir)
-    target = cfg.competition.targets[0]
+    problems: list[dict] = []  # every missing file of every split, reported together
+    source: dict[str, Path] = {}
     if d.layout == "folders":
-        files = _list_files(train_dir, exts)
-        if not files:
-            raise DataError(f"{train_dir}: no {'/'.join(exts)} files found (expected <train_dir>/<class>/<file>)")
-        train = pd.DataFrame({
-            "id": [f.stem for f in files],
-            target: [f.relative_to(train_dir).parts[0] for f in files],
-            "path": [str(f) for f in files],
-        })
-        if any(len(f.relative_to(train_dir).parts) < 2 for f in files):
-            raise DataError(f"{train_dir}: layout 'folders' needs files inside one sub-folder per class")
+        train = _folder_frame(train_dir, exts, "train", cfg.competition.targets[0], problems)
     else:
-        train = _read_manifest(cfg, cfg.resolve(d.manifest), train_dir, exts, labelled=True)
+        source["train"] = cfg.resolve(d.manifest)
+        train = _read_manifest(cfg, source["train"], train_dir, exts, problems)
     test = pd.DataFrame(columns=["id", "path"])
     sample = _read_sample_submission(cfg)
     if d.test_dir:
         test_dir = cfg.resolve(d.test_dir)
         if sample is not None:
             ids = sample[d.id_column].astype(str).tolist()
-            test = pd.DataFrame({"id": ids, "path": [str(_find_file(test_dir, i, d.extension, exts)) for i in ids]})
+            test = pd.DataFrame({"id": ids, "path": _resolve_paths(cfg, test_dir, ids, ids, "test", exts, problems)})
+            source["test"] = cfg.resolve(d.sample_submission)
         else:
-            files = _list_files(test_dir, exts)
-            test = pd.DataFrame({"id": [f.stem for f in files], "path": [str(f) for f in files]})
+            test = _folder_frame(test_dir, exts, "test", None, problems)
     return Dataset(train=train, test=test, holdout=pd.DataFrame(columns=["id"]), classes=list(cfg.data.classes),
-                   targets=list(cfg.competition.targets), sample_submission=sample)
+                   targets=list(cfg.competition.targets), sample_submission=sample,
+                   missing=_report_missing(cfg, problems), source=source)
 
 
-def _find_file(folder: Path, file_id: str, extension: str, exts: tuple[str, ...]) -> Path:
-    """Resolve a manifest id to a file: as given, with the configured extension, or any known one."""
-    candidates = [folder / file_id]
-    if extension:
-        candidates.append(folder / f"{file_id}{extension}")
-    candidates += [folder / f"{file_id}{e}" for e in exts]
+def _resolve(folder: Path, rel: str, file_id: str, extension: str, exts: tuple[str, ...]) -> tuple[Path, str]:
+    """The file an entry names (as given, + ``[data] extension``, + any known one), and ``""``;
+    or, when there is none, the path it should have had and what is wrong."""
+    candidates = [folder / rel] + ([folder / f"{rel}{extension}"] if extension else []) + [folder / f"{rel}{e}" for e in exts]
     for c in candidates:
         if c.is_file():
-            return c
-    raise DataError(f"{folder}: no file for id {file_id!r} (tried {', '.join(p.name for p in candidates[:4])}, ...); "
-                    "check [data] extension / path_column or the file list")
+            return c, ""
+    known = (*exts, extension.lower()) if extension else exts
+    for c in candidates:
+        if c.suffix.lower() in known and c.is_dir():
+            return c, "is a directory, not a file"
+    expected = candidates[0] if Path(rel).suffix.lower() in known or not extension else candidates[1]
+    tried = ", ".join(c.relative_to(folder).as_posix() for c in candidates[:4])
+    return expected, f"no file for id {file_id!r} (tried {tried}, ...)"
 
 
-def _read_manifest(cfg: WorkspaceConfig, path: Path, folder: Path, exts: tuple[str, ...], labelled: bool) -> pd.DataFrame:
+def _resolve_paths(cfg: WorkspaceConfig, folder: Path, ids: list[str], rels: list[str], split: str,
+                   exts: tuple[str, ...], problems: list[dict]) -> list[str]:
+    """Paths of the entries; the ones that do not resolve are appended to ``problems``."""
+    out = []
+    for file_id, rel in zip(ids, rels):
+        path, problem = _resolve(folder, rel, file_id, cfg.data.extension, exts)
+        if problem:
+            problems.append({"split": split, "id": file_id, "path": str(path), "error": problem})
+        out.append(str(path))
+    return out
+
+
+def _report_missing(cfg: WorkspaceConfig, problems: list[dict]) -> list[dict]:
+    """All missing files in one error; with ``on_corrupt = "skip"`` they go on to the feature stage's skip policy."""
+    if not problems:
+        return []
+    what = f"{len(problems)} file(s) are missing or not regular files:\n{format_listing(problems)}"
+    if cfg.data.on_corrupt == "error":
+        raise DataError(what, "restore the files or fix [data] train_dir / test_dir / extension / path_column; " + SKIP_FIX)
+    log.warning("%s\n[data] on_corrupt = 'skip': these rows will be skipped like unusable clips", what)
+    return problems
+
+
+def _read_manifest(cfg: WorkspaceConfig, path: Path, folder: Path, exts: tuple[str, ...], problems: list[dict]) -> pd.DataFrame:
     d = cfg.data
-    df = pd.read_csv(path, dtype={d.id_column: str})
-    needed = [d.id_column] + (list(cfg.competition.targets) if labelled else [])
+    df = _read_csv(path, require_rows=True, dtype={d.id_column: str})
+    needed = [d.id_column] + list(cfg.competition.targets)
     needed += [c for c in (d.group_column, d.path_column) if c]
     missing = [c for c in needed if c not in df.columns]
     if missing:
@@ -125,7 +254,7 @@ def _read_manifest(cfg: WorkspaceConfig, path: Path, folder: Path, exts: tuple[s
     out = df.rename(columns={d.id_column: "id"}).copy()
     out["id"] = out["id"].astype(str)
     rel = out[d.path_column].astype(str) if d.path_column else out["id"]
-    out["path"] = [str(_find_file(folder, r, d.extension, exts)) for r in rel]
+    out["path"] = _resolve_paths(cfg, folder, out["id"].tolist(), rel.tolist(), "train", exts, problems)
     return out
 
 
@@ -133,7 +262,7 @@ def _read_sample_submission(cfg: WorkspaceConfig) -> pd.DataFrame | None:
     if not cfg.data.sample_submission:
         return None
     path = cfg.resolve(cfg.data.sample_submission)
-    sample = pd.read_csv(path, dtype={cfg.data.id_column: str})
+    sample = _read_csv(path, dtype={cfg.data.id_column: str})
     if cfg.data.id_column not in sample.columns:
         raise DataError(f"{path}: id column {cfg.data.id_column!r} not found; columns are {list(sample.columns)}")
     return sample
@@ -145,7 +274,7 @@ def _read_sample_submission(cfg: WorkspaceConfig) -> pd.DataFrame | None:
 def _load_tabular(cfg: WorkspaceConfig) -> Dataset:
     d = cfg.data
     path = cfg.resolve(d.train_csv)
-    df = pd.read_csv(path, dtype={d.id_column: str})  # ids stay text: '00012' must not become 12
+    df = _read_csv(path, require_rows=True, dtype={d.id_column: str})  # ids stay text: '00012' must not become 12
     targets = list(cfg.competition.targets)
     needed = [d.id_column] + targets + [c for c in (d.group_column,) if c]
     missing = [c for c in needed if c not in df.columns]
@@ -156,22 +285,24 @@ def _load_tabular(cfg: WorkspaceConfig) -> Dataset:
     train = df[[c for c in needed]].rename(columns={d.id_column: "id"}).copy()
     train["id"] = train["id"].astype(str)
     arrays = {"train": _numeric_matrix(df, features, path, d.id_column)}
+    source = {"train": path}
     test = pd.DataFrame(columns=["id"])
     if d.test_csv:
-        tpath = cfg.resolve(d.test_csv)
-        tdf = pd.read_csv(tpath, dtype={d.id_column: str})
+        tpath = source["test"] = cfg.resolve(d.test_csv)
+        tdf = _read_csv(tpath, dtype={d.id_column: str})
         miss = [c for c in [d.id_column] + features if c not in tdf.columns]
         if miss:
             raise DataError(f"{tpath}: column(s) {miss[:10]} of the training features are missing")
         test = pd.DataFrame({"id": tdf[d.id_column].astype(str)})
         arrays["test"] = _numeric_matrix(tdf, features, tpath, d.id_column)
     ds = Dataset(train=train, test=test, holdout=pd.DataFrame(columns=["id"]), classes=list(d.classes),
-                 targets=targets, arrays=arrays, sample_submission=_read_sample_submission(cfg))
+                 targets=targets, arrays=arrays, sample_submission=_read_sample_submission(cfg), source=source)
     ds.feature_names = features  # type: ignore[attr-defined]
     return ds
 
 
 def _feature_columns(cfg: WorkspaceConfig, df: pd.DataFrame, path: Path, exclude: set[str]) -> list[str]:
+    """Configured feature columns, else every numeric column; a wholly text column is left out (and logged)."""
     d = cfg.data
     if d.feature_columns:
         missing = [c for c in d.feature_columns if c not in df.columns]
@@ -182,14 +313,36 @@ def _feature_columns(cfg: WorkspaceConfig, df: pd.DataFrame, path: Path, exclude
     bad = [c for c in d.drop_columns if c not in df.columns]
     if bad:
         raise DataError(f"{path}: [data] drop_columns {bad} not found; columns are {list(df.columns)[:12]}...")
-    cols = [c for c in df.columns if c not in drop and pd.api.types.is_numeric_dtype(df[c])]
+    cols, text = [], []
+    for c in df.columns:
+        if c not in drop:
+            (cols if _is_numeric_column(df[c]) else text).append(c)
+    if text:
+        log.info("%s: text column(s) %s are not used as features (list them in [data] drop_columns to say so)", path, text)
     if not cols:
         raise DataError(f"{path}: no numeric feature columns left after excluding {sorted(drop)}")
     return cols
 
 
+def _is_numeric_column(s: pd.Series) -> bool:
+    """Numeric, or numeric except for a few cells: such a column is a feature whose bad cells are an error
+    (``_numeric_matrix``), not a column to drop. Mostly or wholly text is not a feature."""
+    if pd.api.types.is_numeric_dtype(s):
+        return True
+    values = s.dropna()
+    return len(values) > 0 and pd.to_numeric(values, errors="coerce").notna().mean() > 0.5
+
+
 def _numeric_matrix(df: pd.DataFrame, cols: list[str], path: Path, id_col: str) -> np.ndarray:
-    X = df[cols].to_numpy(dtype=np.float64)
+    """The feature columns as float32; a text cell, NaN or inf is an error naming its CSV line, id and column."""
+    num = df[cols].apply(pd.to_numeric, errors="coerce")
+    text = (num.isna() & df[cols].notna()).to_numpy()
+    if text.any():
+        r, c = np.argwhere(text)[0]
+        raise DataError(f"{path}: {int(text.sum())} non-numeric feature value(s); first at line {r + 2} "
+                        f"(id {df[id_col].iloc[r]!r}), column {cols[c]!r}: {df[cols[c]].iloc[r]!r}",
+                        "fix or impute the cell(s); a text column that is not a feature goes in [data] drop_columns")
+    X = num.to_numpy(dtype=np.float64)
     bad = ~np.isfinite(X)
     if bad.any():
         r, c = np.argwhere(bad)[0]
@@ -200,44 +353,85 @@ def _numeric_matrix(df: pd.DataFrame, cols: list[str], path: Path, id_col: str) 
 
 # ----------------------------------------------------------------------------- arrays
 
+NPY_FIX = ("re-save it as a plain numeric array, e.g. np.save(path, np.asarray(x, dtype=np.float32)) "
+           "(labels: a 1-D array of class names); pickled object arrays are not loaded")
 
-def _load_split_arrays(cfg: WorkspaceConfig, split: str, labelled: bool) -> tuple[pd.DataFrame, np.ndarray]:
+
+@dataclass
+class _SplitArrays:
+    df: pd.DataFrame
+    X: np.ndarray
+    file: Path
+    stored: tuple[int, ...]  # item shape as stored in the file
+
+
+def _load_npy(path: Path, mmap: bool) -> np.ndarray:
+    """``np.load`` without pickles (a pickle runs code): an object array or a non-.npy file is a DataError."""
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (ValueError, EOFError) as exc:
+        kind = "holds Python objects (an object/pickled array)" if re.search("object|pickle", str(exc)) else "is not a readable .npy file"
+        raise DataError(f"{path}: {kind}: {exc}", NPY_FIX) from None
+
+
+def _load_labels(yp: Path, n_rows: int, folder: Path) -> np.ndarray:
+    y = _load_npy(yp, mmap=False)
+    if y.ndim != 1:
+        raise DataError(f"{yp}: labels are not 1-D: shape {y.shape}",
+                        "save one label per row, e.g. np.save(path, y.argmax(axis=1)) for one-hot labels, y.ravel() for (n, 1)")
+    if len(y) != n_rows:
+        raise DataError(f"{folder}: X.npy has {n_rows} rows but labels.npy has {len(y)}")
+    return y.astype(str)
+
+
+def _load_split_arrays(cfg: WorkspaceConfig, split: str, labelled: bool) -> _SplitArrays:
     folder = cfg.resolve(split) / cfg.data.array_feature
     xp, yp = folder / "X.npy", folder / "labels.npy"
     if not xp.is_file():
         raise DataError(f"{xp} not found ([data] array_feature = {cfg.data.array_feature!r}; "
                         f"the layout is <root>/<split>/<mfccs|melgrams>/X.npy)")
-    X = np.load(xp, mmap_mode="r")
+    X = _load_npy(xp, mmap=True)
+    if X.dtype.kind not in "biuf" or X.ndim < 2:
+        raise DataError(f"{xp}: expected a numeric array of shape (n_items, ...), got dtype {X.dtype}, shape {X.shape}", NPY_FIX)
     df = pd.DataFrame({"id": [f"{Path(split).name}_{i:06d}" for i in range(len(X))]})
     if labelled or yp.is_file():
         if not yp.is_file():
             raise DataError(f"{yp} not found: a labelled split needs labels.npy beside X.npy")
-        y = np.load(yp, allow_pickle=False)
-        if len(y) != len(X):
-            raise DataError(f"{folder}: X.npy has {len(X)} rows but labels.npy has {len(y)}")
-        df[cfg.competition.targets[0]] = y.astype(str)
+        df[cfg.competition.targets[0]] = _load_labels(yp, len(X), folder)
+    stored = tuple(X.shape[1:])
     X = np.asarray(X, dtype=np.float32)
     if X.ndim == 3 and cfg.data.array_feature == "melgrams":
         X = X.transpose(0, 2, 1)  # stored (n, frames, mels) -> (n, mels, frames)
     bad = ~np.isfinite(X.reshape(len(X), -1)).all(axis=1)
     if bad.any():
         raise DataError(f"{xp}: {int(bad.sum())} row(s) contain NaN/inf, first at index {int(np.argmax(bad))}")
-    return df, X
+    return _SplitArrays(df, X, xp, stored)
+
+
+def _check_shape(train: _SplitArrays, other: _SplitArrays) -> None:
+    """Every split must hold items of train's shape: found at load time, not after fold 0 has trained."""
+    if other.stored != train.stored:
+        raise DataError(f"{other.file}: items have shape {other.stored}, but {train.file} has {train.stored}",
+                        "every split must hold the same features; regenerate the odd file with the training split's parameters")
 
 
 def _load_arrays(cfg: WorkspaceConfig) -> Dataset:
     d = cfg.data
-    train, Xtr = _load_split_arrays(cfg, d.train_split, labelled=True)
-    arrays = {"train": Xtr}
+    tr = _load_split_arrays(cfg, d.train_split, labelled=True)
+    arrays = {"train": tr.X}
     holdout = pd.DataFrame(columns=["id"])
     if d.holdout_splits:
         parts = [_load_split_arrays(cfg, s, labelled=True) for s in d.holdout_splits]
-        holdout = pd.concat([p[0] for p in parts], ignore_index=True)
-        arrays["holdout"] = np.concatenate([p[1] for p in parts])
+        for p in parts:
+            _check_shape(tr, p)
+        holdout = pd.concat([p.df for p in parts], ignore_index=True)
+        arrays["holdout"] = np.concatenate([p.X for p in parts])
     test = pd.DataFrame(columns=["id"])
     if d.test_split:
-        test, arrays["test"] = _load_split_arrays(cfg, d.test_split, labelled=False)
-    return Dataset(train=train, test=test, holdout=holdout, classes=list(d.classes),
+        te = _load_split_arrays(cfg, d.test_split, labelled=False)
+        _check_shape(tr, te)
+        test, arrays["test"] = te.df, te.X
+    return Dataset(train=tr.df, test=test, holdout=holdout, classes=list(d.classes),
                    targets=list(cfg.competition.targets), arrays=arrays,
                    sample_submission=_read_sample_submission(cfg))
 
@@ -291,9 +485,11 @@ def _check_classes(cfg: WorkspaceConfig, ds: Dataset) -> None:
         df = ds.frame(split)
         if len(df) and df[target].isna().any():
             r = int(np.argmax(df[target].isna().to_numpy()))
-            raise DataError(f"{split}: row {r} (id {df['id'].iloc[r]!r}) has no label in column {target!r}")
+            raise DataError(f"{_row_ref(ds, split, r)} has no label in column {target!r}",
+                            "fill in the label or remove the row")
         if len(df):
             df[target] = df[target].astype(str)
+    _check_label_spelling(ds, target)
     found = sorted(set(ds.train[target]))
     if not ds.classes:
         ds.classes = found
@@ -315,3 +511,32 @@ def _check_test_ids(cfg: WorkspaceConfig, ds: Dataset) -> None:
         raise DataError(f"test ids do not match {cfg.data.sample_submission}: {len(missing)} id(s) in the sample "
                         f"submission have no test row (e.g. {missing[:3]}), {len(extra)} test row(s) are not in "
                         f"the sample submission (e.g. {extra[:3]})")
+
+
+def _row_ref(ds: Dataset, split: str, r: int) -> str:
+    """``<file>: line N (id 'x')`` for a row read from a CSV (header = line 1), else ``<split>: id 'x'``."""
+    rid = ds.frame(split)["id"].iloc[r]
+    src = ds.source.get(split)
+    return f"{src}: line {r + 2} (id {rid!r})" if src else f"{split}: id {rid!r}"
+
+
+def _check_label_spelling(ds: Dataset, target: str) -> None:
+    """``'Rock '`` or ``'rock'`` beside ``'Rock'`` is a typo, not a class: refuse it rather than train a class of one row."""
+    labelled = [(s, ds.frame(s)) for s in ("train", "holdout") if len(ds.frame(s)) and target in ds.frame(s)]
+    counts = pd.concat([df[target] for _, df in labelled]).value_counts()
+    spellings: dict[str, list[str]] = {}
+    for lab in [*ds.classes, *counts.index]:
+        same = spellings.setdefault(str(lab).strip().casefold(), [])
+        if lab not in same:
+            same.append(lab)
+    for same in (s for s in spellings.values() if len(s) > 1):
+        same.sort(key=lambda lab: (lab not in ds.classes, -counts.get(lab, 0)))  # a configured class, else the commonest
+        common = same[0]
+        rare = next((lab for lab in reversed(same) if lab != common and lab in counts.index), None)
+        if rare is None:
+            continue
+        split, df = next((s, df) for s, df in labelled if (df[target] == rare).any())
+        r = int(np.argmax((df[target] == rare).to_numpy()))
+        raise DataError(f"{_row_ref(ds, split, r)}: label {rare!r} ({counts[rare]} row(s)) differs from {common!r} "
+                        f"({counts.get(common, 0)} row(s)) only by surrounding whitespace or letter case",
+                        f"correct the label to {common!r}; if they really are two classes, name them so they differ by more than that")

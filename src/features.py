@@ -1,9 +1,7 @@
 """Feature cache: decode every clip once, keep log-mel segments and clip summaries on disk.
 
 ``python -m src.features --config configs/x.toml`` fills
-``cache/features/<name>-<hash>/`` (the hash covers the audio parameters and
-every file's path, size and mtime, so changed data or parameters give a new
-cache, never a stale one)::
+``cache/features/<name>-<hash>/``::
 
     clips.csv         split, id, path, ok, error, seg_start, n_segments
     logmel.npy        (n_segments, n_mels, seg_frames) float16 log-mel dB, memory-mapped
@@ -14,10 +12,21 @@ cache, never a stale one)::
 
 Segments never straddle clips, and every segment keeps its clip index, so
 folds (made per clip) can never split a clip. Extraction runs on all cores.
+
+What the cache key trusts: the hash covers the audio parameters and, for every
+clip, its split, path, size, mtime, inode and ctime (``os.stat``; no content is
+read). A file whose path, size, mtime, inode and ctime are all unchanged is
+taken to have unchanged content. Rewriting a file in place changes its ctime,
+and ``os.utime`` / ``touch -d`` can restore the mtime but not the ctime, which
+only the kernel sets; replacing it by rename changes the inode. What the key
+does not catch: content changed with the system clock set back to the old
+ctime, or a file system that keeps no ctime/inode (some network or FUSE
+mounts report constant values); delete ``cache/features/`` after such edits.
+Copying or re-mounting the data (new inodes) makes a new cache, never a stale one.
+A missing file enters the key as missing, so restoring it gives a new cache.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import multiprocessing as mp
 import os
@@ -29,10 +38,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import cli
 from .artifacts import atomic_path, read_json, setup_logging, stable_hash, write_csv, write_json, write_npy
 from .audio import AudioError, load_audio
 from .config import AudioConfig, WorkspaceConfig, load_config
-from .data import SPLITS, DataError, Dataset, load_dataset
+from .data import SPLITS, DataError, Dataset, format_listing, load_dataset
 
 log = logging.getLogger(__name__)
 
@@ -112,12 +122,17 @@ def _extract(path: str) -> dict:
 
 
 def cache_dir(cfg: WorkspaceConfig, ds: Dataset, workdir: Path) -> Path:
+    """The cache folder for these parameters and files (what the key trusts: see the module docstring)."""
     files = []
     for split in SPLITS:
         for p in ds.frame(split).get("path", []):
-            st = os.stat(p)
-            files.append((split, p, st.st_size, st.st_mtime_ns))
-    key = stable_hash({"audio": asdict(cfg.audio), "files": files, "v": 1})
+            try:
+                st = os.stat(p)
+            except FileNotFoundError:  # skipped with on_corrupt = "skip"; its return must change the key
+                files.append((split, p, "missing"))
+                continue
+            files.append((split, p, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns))
+    key = stable_hash({"audio": asdict(cfg.audio), "files": files, "v": 2})
     return Path(workdir) / "cache" / "features" / f"{cfg.name}-{key}"
 
 
@@ -224,7 +239,10 @@ class Prepared:
         if self.cfg.data.kind == "images":
             if input_kind != "spec":
                 raise DataError("image data feeds spectrogram (2-D) models only")
-            return Items(load_images(self.ds.frame(split), self.cfg.data.image_size), np.arange(n_rows), n_rows)
+            df = self.ds.frame(split)
+            skipped = {s["id"] for s in self.ds.skipped if s["split"] == split}
+            rows = np.flatnonzero(~df["id"].isin(skipped).to_numpy())  # skipped test rows get the prior
+            return Items(load_images(df.iloc[rows], self.cfg.data.image_size, split), rows.astype(np.int64), n_rows)
         return self._audio_items(input_kind, split, n_rows)
 
     def _audio_items(self, input_kind: str, split: str, n_rows: int) -> Items:
@@ -265,49 +283,67 @@ class _MmapRows:
         return arr if dtype is None else arr.astype(dtype)
 
 
-def load_images(df: pd.DataFrame, size: list[int]) -> np.ndarray:
+def load_images(df: pd.DataFrame, size: list[int], split: str = "") -> np.ndarray:
+    """Grey images scaled to ``size`` in [0, 1]; every unreadable image is named in one error, not just the first."""
     from PIL import Image
 
     out = np.empty((len(df), size[0], size[1]), dtype=np.float32)
+    bad = []
     for i, p in enumerate(df["path"]):
         try:
             with Image.open(p) as im:
                 out[i] = np.asarray(im.convert("L").resize((size[1], size[0])), dtype=np.float32) / 255.0
-        except OSError as exc:
-            raise DataError(f"{p}: cannot read image: {exc}") from None
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:  # PIL's ways of saying "not a usable image"
+            bad.append({"split": split, "id": df["id"].iloc[i], "path": p, "error": f"{type(exc).__name__}: {exc}"})
+    if bad:
+        listing = format_listing(bad)
+        raise DataError(f"{len(bad)} image(s) cannot be read:\n{listing}",
+                        "replace or remove the files (PNG/JPEG), or drop their rows from the manifest")
     return out
 
 
 def prepare(cfg: WorkspaceConfig, workdir: str | Path = ".", workers: int | None = None) -> Prepared:
     """Load the dataset, build/read the feature cache, apply ``[data] on_corrupt``."""
     ds = load_dataset(cfg)
+    if cfg.data.kind == "images":
+        apply_on_corrupt(cfg, ds, ds.missing, "file")
     if cfg.data.kind != "audio":
         return Prepared(cfg, ds)
     cache = build_cache(cfg, ds, Path(workdir), workers)
     clips = pd.read_csv(cache / "clips.csv", keep_default_na=False, dtype={"id": str})
-    bad = clips[~clips["ok"].astype(bool)]
-    if len(bad):
-        listing = "\n".join(f"  {r.split}/{r.id}: {r.path}: {r.error}" for r in bad.itertuples())
-        if cfg.data.on_corrupt == "error":
-            raise DataError(f"{len(bad)} clip(s) cannot be used:\n{listing}\n"
-                            "Fix or remove the files, or set [data] on_corrupt = 'skip' to skip them (they are listed in the run).")
-        log.warning("skipping %d unusable clip(s) ([data] on_corrupt = 'skip'):\n%s", len(bad), listing)
-        ds.skipped = bad[["split", "id", "path", "error"]].to_dict("records")
-        for split in ("train", "holdout"):  # test rows stay: the submission needs every id
-            drop = set(bad.loc[bad["split"] == split, "id"])
-            if drop:
-                setattr(ds, split, ds.frame(split)[~ds.frame(split)["id"].isin(drop)].reset_index(drop=True))
+    bad = clips[~clips["ok"].astype(bool)][["split", "id", "path", "error"]].to_dict("records")
+    why_missing = {(m["split"], m["id"]): m["error"] for m in ds.missing}  # data.py knows why better than "file not found"
+    for b in bad:
+        b["error"] = why_missing.get((b["split"], b["id"]), b["error"])
+    apply_on_corrupt(cfg, ds, bad, "clip")
     return Prepared(cfg, ds, cache)
 
 
+def apply_on_corrupt(cfg: WorkspaceConfig, ds: Dataset, bad: list[dict], noun: str) -> None:
+    """The one place ``[data] on_corrupt`` acts, for unusable clips and missing files alike: ``error`` lists them
+    all; ``skip`` records them in ``ds.skipped`` and drops their training/holdout rows (test rows stay: the
+    submission needs every id, and a row without items is predicted with the training prior)."""
+    if not bad:
+        return
+    listing = format_listing(bad, limit=None)  # every file, as the README promises; the run lists them too
+    if cfg.data.on_corrupt == "error":
+        raise DataError(f"{len(bad)} {noun}(s) cannot be used:\n{listing}\n"
+                        "Fix or remove the files, or set [data] on_corrupt = 'skip' to skip them (they are listed in the run).")
+    log.warning("skipping %d unusable %s(s) ([data] on_corrupt = 'skip'):\n%s", len(bad), noun, listing)
+    ds.skipped = [{k: b[k] for k in ("split", "id", "path", "error")} for b in bad]
+    for split in ("train", "holdout"):
+        drop = {b["id"] for b in bad if b["split"] == split}
+        if drop:
+            setattr(ds, split, ds.frame(split)[~ds.frame(split)["id"].isin(drop)].reset_index(drop=True))
+
+
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description="Decode and featurise every clip once; cache log-mel segments, MFCC and chroma stats.")
-    ap.add_argument("--config", required=True)
-    ap.add_argument("--workdir", default=".", help="folder holding cache/, folds/, runs/ (default: current)")
+    ap = cli.parser("features", "Decode and featurise every clip once; cache log-mel segments, MFCC and chroma stats.")
+    cli.add_common(ap)
     ap.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     args = ap.parse_args(argv)
     setup_logging()
-    cfg = load_config(args.config)
+    cfg = load_config(args.config, args.workdir)
     t0 = time.perf_counter()
     prep = prepare(cfg, args.workdir, args.workers)
     if prep.cache is None:
@@ -319,4 +355,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run_command(main)

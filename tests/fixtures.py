@@ -295,3 +295,96 @@ def make_image_competition(root: str | Path, *, name: str = "img", classes: tupl
             rows.append({"id": p.stem, "label": c, "path": str(p)})
     cfg = _config(root, name, {"kind": "images", "layout": "folders", "train_dir": "train", "image_size": list(size)})
     return Comp(cfg, droot, pd.DataFrame(rows), [], {"size": size})
+
+
+# ----------------------------------------------------------------------------- bad-input builders
+
+
+def write_stereo_clip(path: Path, left: np.ndarray, right: np.ndarray, sr: int) -> Path:
+    """Write a two-channel file with the given left and right signals (e.g. ``right = -left``)."""
+    import soundfile as sf
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), np.stack([left, right], axis=1), sr, format=SF_FORMATS[path.suffix.lower()])
+    return path
+
+
+def make_numbered_folders_competition(root: str | Path, *, name: str = "numbered",
+                                      classes: tuple[str, ...] = ("classical", "rock"), n_per_class: int = 3,
+                                      test_folders: tuple[str, ...] = ("a", "b"), n_test_per_folder: int = 2,
+                                      sr: int = 8000, seed: int = 0) -> Comp:
+    """Folders layout whose file names repeat in every folder (``classical/0.wav``, ``rock/0.wav``, ...).
+
+    ``test/<folder>/<i>.wav`` likewise, and no sample submission, so the test ids come from the listing.
+    ``Comp.train`` holds the expected ids (path relative to ``train/`` without extension).
+    """
+    root = Path(root)
+    droot = root / "data" / name
+    rng = np.random.default_rng(seed)
+    rows = []
+    for c in classes:
+        for i in range(n_per_class):
+            p = write_clip(droot / "train" / c / f"{i}.wav", synth_clip(c, sr, 0.5, rng), sr)
+            rows.append({"id": f"{c}/{i}", "label": c, "path": str(p)})
+    test_ids = []
+    for f in test_folders:
+        for i in range(n_test_per_folder):
+            write_clip(droot / "test" / f / f"{i}.wav", synth_clip(classes[i % len(classes)], sr, 0.5, rng), sr)
+            test_ids.append(f"{f}/{i}")
+    dcfg = {"kind": "audio", "layout": "folders", "train_dir": "train", "test_dir": "test"}
+    cfg = _config(root, name, dcfg, dict(DEFAULT_AUDIO, sample_rate=sr))
+    return Comp(cfg, droot, pd.DataFrame(rows), test_ids, {"classes": list(classes)})
+
+
+def link_class_folders(comp: Comp, store: str | Path, loop: bool = True) -> list[Path]:
+    """Move every class folder of a folders-layout ``comp`` to ``store`` and put a symbolic link in its place.
+
+    Kaggle's ``/kaggle/input`` is read-only, so people link class folders into a writable tree. With
+    ``loop`` a link back to ``train/`` is added inside the first class folder (a symlink loop).
+    Returns the links.
+    """
+    import shutil
+
+    store = Path(store)
+    store.mkdir(parents=True, exist_ok=True)
+    links = []
+    for d in sorted(p for p in (comp.root / "train").iterdir() if p.is_dir()):
+        shutil.move(str(d), str(store / d.name))
+        d.symlink_to(store / d.name, target_is_directory=True)
+        links.append(d)
+    if loop and links:
+        (store / links[0].name / "loop").symlink_to(comp.root / "train", target_is_directory=True)
+    return links
+
+
+def make_image_manifest_competition(root: str | Path, *, name: str = "imgm", classes: tuple[str, ...] = ("a", "b"),
+                                    n_per_class: int = 6, size: tuple[int, int] = (16, 24), data: dict | None = None) -> Comp:
+    """:func:`make_image_competition` in the manifest layout: ``train.csv`` (id, label, file = '<class>/<id>.png')."""
+    comp = make_image_competition(root, name=name, classes=classes, n_per_class=n_per_class, size=size)
+    man = comp.train.assign(file=[f"{lab}/{i}.png" for i, lab in zip(comp.train["id"], comp.train["label"])])
+    man[["id", "label", "file"]].to_csv(comp.root / "train.csv", index=False)
+    dcfg = {"kind": "images", "layout": "manifest", "train_dir": "train", "manifest": "train.csv",
+            "path_column": "file", "image_size": list(size), **(data or {})}
+    return Comp(_config(Path(root), name, dcfg), comp.root, comp.train, [], comp.extra)
+
+
+# ----------------------------------------------------------------------------- regression (tabular)
+
+
+def make_regression_competition(root: str | Path, *, name: str = "reg", n_train: int = 40, n_features: int = 4,
+                                seed: int = 0, folds: dict | None = None) -> Comp:
+    """A tabular regression competition: data/<name>/features.csv (filename, f0.., tempo), target ``tempo``
+    linear in the features plus noise; config task ``regression``, metric ``rmse``. No test split."""
+    root = Path(root)
+    droot = root / "data" / name
+    droot.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    X = rng.normal(0, 1, (n_train, n_features))
+    feats = [f"f{j}" for j in range(n_features)]
+    df = pd.DataFrame(X, columns=feats)
+    df.insert(0, "filename", [f"r{i:04d}.wav" for i in range(n_train)])
+    df["tempo"] = 100 + 10 * X[:, 0] + rng.normal(0, 1, n_train)
+    df.to_csv(droot / "features.csv", index=False)
+    dcfg = {"kind": "tabular", "train_csv": "features.csv", "id_column": "filename"}
+    cfg = _config(root, name, dcfg, folds=folds, competition={"task": "regression", "metric": "rmse", "targets": ["tempo"]})
+    return Comp(cfg, droot, df[["filename", "tempo"]].rename(columns={"filename": "id"}), [], {"features": feats})

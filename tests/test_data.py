@@ -4,7 +4,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from fixtures import (
     make_arrays_competition,
     make_audio_competition,
@@ -12,6 +11,7 @@ from fixtures import (
     make_tabular_competition,
     write_clip,
 )
+
 from src.config import load_config
 from src.data import DataError, load_dataset
 from src.features import prepare
@@ -167,7 +167,7 @@ def test_missing_label(tmp_path):
     man = pd.read_csv(comp.root / "train.csv")
     man.loc[2, "label"] = None
     man.to_csv(comp.root / "train.csv", index=False)
-    with pytest.raises(DataError, match=r"row 2 \(id 'high00'\) has no label"):
+    with pytest.raises(DataError, match=r"train\.csv: line 4 \(id 'high00'\) has no label"):  # 1-based CSV line (was 0-based 'row 2')
         load_dataset(load_config(comp.config))
 
 

@@ -7,8 +7,8 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
-
 from fixtures import make_audio_competition, write_clip
+
 from src.audio import AudioError, load_audio
 from src.config import load_config
 from src.features import build_cache, cache_dir, prepare
