@@ -1,33 +1,16 @@
 """Spectrogram augmentation: SpecAugment, rotation/shift/scale, random time crop, mixup/cutmix, TTA.
 
-All of it is training-time only; the training loop calls :func:`augment_batch`
-for training batches and nothing for validation/test. Test-time augmentation is
-a separate, explicit option (:func:`tta_views`).
+All of it is training-time only: the training loop applies it to training batches and
+nothing else. Test-time augmentation is a separate, explicit option (:func:`tta_views`).
+The strengths are train settings (``src.settings``: ``freq_mask``, ``time_mask``, ``n_masks``,
+``rotate``, ``shift``, ``scale``, ``aug_p``, ``crop_frames``, ``mixup_alpha``, ``cutmix_alpha``).
 """
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-
-@dataclass
-class AugmentConfig:
-    freq_mask: int = 0  # SpecAugment: max width of each frequency mask (bins); 0 = off
-    time_mask: int = 0  # SpecAugment: max width of each time mask (frames); 0 = off
-    n_masks: int = 2  # masks of each kind per sample
-    rotate: float = 0.0  # albumentations Affine: max rotation in degrees (the seed reports used small ones)
-    shift: float = 0.0  # max translation as a fraction of the size
-    scale: float = 0.0  # max zoom as a fraction (0.1 = 0.9..1.1)
-    aug_p: float = 0.5  # probability of the affine transform per sample
-    crop_frames: int = 0  # random crop in time (training); centre crop at evaluation; 0 = off
-    mixup_alpha: float = 0.0  # mixup Beta(alpha, alpha); 0 = off
-    cutmix_alpha: float = 0.0  # cutmix along time; 0 = off (with both on, each batch picks one)
-
-    @property
-    def any_spec(self) -> bool:
-        return bool(self.freq_mask or self.time_mask or self.rotate or self.shift or self.scale)
+from .settings import TrainConfig
 
 
 def crop_time(X: np.ndarray, frames: int, rng: np.random.Generator | None) -> np.ndarray:
@@ -45,7 +28,7 @@ def crop_time(X: np.ndarray, frames: int, rng: np.random.Generator | None) -> np
 _AFFINE_CACHE: dict = {}
 
 
-def affine(X: np.ndarray, cfg: AugmentConfig, seed: int, fill: float) -> np.ndarray:
+def affine(X: np.ndarray, cfg: TrainConfig, seed: int, fill: float) -> np.ndarray:
     """Per-sample rotation/shift/scale with albumentations (CPU, numpy). X: (B, F, T) float32 raw dB.
 
     ``fill`` (the training fold's mean level) pads the uncovered border, so it reads as
@@ -63,7 +46,7 @@ def affine(X: np.ndarray, cfg: AugmentConfig, seed: int, fill: float) -> np.ndar
     return np.stack([tf(image=x)["image"] for x in X]).astype(np.float32)
 
 
-def spec_augment(x: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
+def spec_augment(x: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
     """SpecAugment masks drawn independently per sample, on the batch's own device.
 
     x: (B, F, T) *normalised* input, so the mask value 0 is the training mean, not 0 dB.
@@ -79,7 +62,7 @@ def spec_augment(x: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
     return x.squeeze(1)
 
 
-def mix_batch(x: torch.Tensor, y: torch.Tensor, cfg: AugmentConfig, rng: np.random.Generator, n_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+def mix_batch(x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, rng: np.random.Generator, n_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
     """mixup or time-cutmix; returns mixed inputs and soft targets (B, n_classes)."""
     y_soft = torch.nn.functional.one_hot(y, n_classes).float()
     modes = [m for m, a in (("mixup", cfg.mixup_alpha), ("cutmix", cfg.cutmix_alpha)) if a > 0]

@@ -1,101 +1,112 @@
 """Workspace config: one TOML file describes one competition.
 
-Every command takes ``--config``. Relative paths in the file are resolved
-against the directory that holds the config file, so a config can be moved
-together with its data. Validation happens here, at load time, so a typo
-fails before any decoding or training starts.
+Every command takes ``--config``, or finds the workspace's default (:func:`default_config`:
+``$AUDIO_WS_CONFIG``, else ``config = "configs/<name>.toml"`` in ``<workdir>/workspace.toml``), so a
+workspace that works on one competition does not repeat it (``python -m src.tune --model vgg16``).
+Relative paths in the file are resolved against the directory that holds the config file, so a
+config can be moved together with its data.
+
+Every section is a strict pydantic dataclass: a value of the wrong type (``n_mels = 64.7``,
+``dedup = "no"``, ``n_splits = "5"``), a value outside its choices and an unknown key fail at load
+time with the section, key and value named; ``[train]`` is checked against the train settings
+(``src.settings``). ``configs/kaggle_example.toml`` documents every key (a test checks it).
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import ConfigDict, PositiveFloat, PositiveInt, ValidationError
+from pydantic.dataclasses import dataclass
+
+from .errors import ConfigError
 
 CLASSIFICATION_METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
 REGRESSION_METRICS = ("spearman", "rmse")
 DATA_KINDS = ("audio", "tabular", "arrays", "images")
 AUDIO_EXTENSIONS = (".wav", ".au", ".flac", ".ogg", ".mp3")
+STRICT = ConfigDict(extra="forbid", strict=True)
+ENV_CONFIG = "AUDIO_WS_CONFIG"
+REMOVED_KEYS = {("data", "label_column"): "the label column is named by [competition] targets = ['<column>']"}
 
 
-class ConfigError(ValueError):
-    """A config key is missing, mistyped or points at nothing."""
-
-
-@dataclass
+@dataclass(config=STRICT)
 class CompetitionConfig:
     name: str
     slug: str = ""
-    task: str = "classification"  # classification | regression
-    metric: str = "accuracy"
+    task: Literal["classification", "regression"] = "classification"
+    metric: Literal["accuracy", "balanced_accuracy", "macro_f1", "spearman", "rmse"] = "accuracy"
     targets: list[str] = field(default_factory=lambda: ["label"])
 
 
-@dataclass
+@dataclass(config=STRICT)
 class DataConfig:
-    kind: str  # audio | tabular | arrays | images
+    kind: Literal["audio", "tabular", "arrays", "images"]
     root: Path
     # audio / images: "folders" (one sub-folder per class) or "manifest" (CSV id,label)
-    layout: str = "folders"
+    layout: Literal["folders", "manifest"] = "folders"
     train_dir: str = "train"
     manifest: str = ""
     test_dir: str = ""
     sample_submission: str = ""
     id_column: str = "id"
-    label_column: str = "label"
     group_column: str = ""
     group_pattern: str = ""  # regex on the id; group = first capture group
     path_column: str = ""  # manifest column holding a relative file path
     extension: str = ""  # manifest ids without extension get this one
-    image_size: list[int] = field(default_factory=lambda: [128, 128])  # images: (height, width)
+    image_size: list[PositiveInt] = field(default_factory=lambda: [128, 128])  # images: (height, width)
     classes: list[str] = field(default_factory=list)
-    on_corrupt: str = "error"  # error | skip (skipped files are listed in the run)
+    on_corrupt: Literal["error", "skip"] = "error"  # skip: skipped files are listed in the run (skipped files are listed in the run)
     # tabular: CSV with numeric feature columns
     train_csv: str = ""
     test_csv: str = ""
     feature_columns: list[str] = field(default_factory=list)  # empty: all numeric
     drop_columns: list[str] = field(default_factory=list)
     # arrays: <root>/<split>/<array_feature>/{X,labels}.npy
-    array_feature: str = "mfccs"  # mfccs | melgrams
+    array_feature: Literal["mfccs", "melgrams"] = "mfccs"
     train_split: str = "train"
     holdout_splits: list[str] = field(default_factory=list)
     test_split: str = ""
 
 
-@dataclass
+@dataclass(config=STRICT)
 class AudioConfig:
-    sample_rate: int = 22050
-    n_fft: int = 2048
-    hop_length: int = 512
-    n_mels: int = 128
-    n_mfcc: int = 13
+    sample_rate: PositiveInt = 22050
+    n_fft: PositiveInt = 2048
+    hop_length: PositiveInt = 512
+    n_mels: PositiveInt = 128
+    n_mfcc: PositiveInt = 13
     fmin: float = 0.0
     fmax: float | None = None
     top_db: float = 80.0
-    segment_seconds: float = 3.0
-    segment_hop_seconds: float = 3.0
-    max_seconds: float | None = None  # crop long clips (None: keep all)
+    segment_seconds: PositiveFloat = 3.0
+    segment_hop_seconds: PositiveFloat = 3.0
+    max_seconds: PositiveFloat | None = None  # crop long clips (None: keep all)
     silence_threshold: float = 1e-4  # peak amplitude below this = silent clip
 
 
-@dataclass
+@dataclass(config=STRICT)
 class FoldsConfig:
     n_splits: int = 5
-    n_repeats: int = 1
+    n_repeats: PositiveInt = 1
     seed: int = 42
     dedup: bool = True  # put identical / near-identical rows in one group
     dedup_tolerance: float = 1e-6  # max standardized L2 distance for "near-identical"
 
 
-@dataclass
+@dataclass(config=STRICT)
 class FeaturesConfig:
     # feature-vector models on audio data use these cached clip summaries
-    vector: list[str] = field(default_factory=lambda: ["mfcc_stats", "chroma_stats"])
+    vector: list[Literal["mfcc_stats", "chroma_stats"]] = field(default_factory=lambda: ["mfcc_stats", "chroma_stats"])
 
 
-@dataclass
+@dataclasses.dataclass
 class WorkspaceConfig:
     path: Path
     competition: CompetitionConfig
@@ -103,7 +114,7 @@ class WorkspaceConfig:
     audio: AudioConfig
     folds: FoldsConfig
     features: FeaturesConfig
-    train: dict[str, Any] = field(default_factory=dict)  # default TrainConfig overrides
+    train: dict[str, Any] = field(default_factory=dict)  # [train]: validated TrainConfig overrides
 
     @property
     def name(self) -> str:
@@ -120,39 +131,68 @@ class WorkspaceConfig:
         return json.loads(json.dumps(dataclasses.asdict(self), default=str))
 
 
-def _section(cls: type, raw: dict[str, Any], section: str, path: Path) -> Any:
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ConfigError(
-            f"{path}: unknown key(s) {unknown} in [{section}]; valid keys: {sorted(known)}"
-        )
+def _section(cls: type, raw: Any, section: str, path: Path) -> Any:
+    """Validate one section strictly; every problem is named by key and value."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: [{section}] must be a table, got {raw!r}", f"write it as a [{section}] section")
+    for (sec, key), fix in REMOVED_KEYS.items():
+        if sec == section and key in raw:
+            raise ConfigError(f"{path}: [{section}] {key} is not a setting", fix)
     try:
         return cls(**raw)
-    except TypeError as exc:  # missing required key
-        raise ConfigError(f"{path}: [{section}] {exc}") from None
+    except ValidationError as exc:
+        from .settings import describe
+
+        known = ", ".join(f.name for f in dataclasses.fields(cls))
+        raise ConfigError(f"{path}: [{section}] " + "; ".join(describe(e) for e in exc.errors()),
+                          f"fix the value(s) in the config; valid keys of [{section}]: {known}") from None
 
 
-def load_config(path: str | Path) -> WorkspaceConfig:
-    """Read and validate a workspace config; raise ConfigError naming the bad key."""
-    path = Path(path)
+def default_config(explicit: str | Path | None, workdir: str | Path = ".") -> Path:
+    """``--config`` if given, else ``$AUDIO_WS_CONFIG``, else ``config`` in ``<workdir>/workspace.toml``."""
+    if explicit:
+        return Path(explicit)
+    if os.environ.get(ENV_CONFIG):
+        return Path(os.environ[ENV_CONFIG])
+    ws = Path(workdir) / "workspace.toml"
+    if ws.is_file():
+        try:
+            rel = tomllib.loads(ws.read_text()).get("config")
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{ws}: not valid TOML: {exc}", 'write one line: config = "configs/<name>.toml"') from None
+        if not isinstance(rel, str) or not rel:
+            raise ConfigError(f"{ws} has no 'config' key", 'write one line: config = "configs/<name>.toml"')
+        return (ws.parent / rel).resolve()
+    raise ConfigError("no --config given and no workspace default",
+                      f"pass --config configs/<name>.toml, set ${ENV_CONFIG}, or write config = \"configs/<name>.toml\" "
+                      f"into {ws}")
+
+
+def load_config(path: str | Path | None, workdir: str | Path = ".") -> WorkspaceConfig:
+    """Read and validate a workspace config (or the workspace default); raise ConfigError naming the bad key."""
+    path = default_config(path, workdir)
     if not path.is_file():
-        raise ConfigError(f"config file {path} not found (pass --config configs/<name>.toml)")
+        what = "a folder, not a TOML file" if path.is_dir() else "not found"
+        raise ConfigError(f"config file {path}: {what}", "pass --config configs/<name>.toml")
     try:
         raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}", "fix the syntax at the line named") from None
     for req in ("competition", "data"):
         if req not in raw:
-            raise ConfigError(f"{path}: missing section [{req}]")
+            raise ConfigError(f"{path}: missing section [{req}]", "see configs/kaggle_example.toml for every key")
     allowed = {"competition", "data", "audio", "folds", "features", "train"}
     extra = sorted(set(raw) - allowed)
     if extra:
-        raise ConfigError(f"{path}: unknown section(s) {extra}; valid: {sorted(allowed)}")
+        raise ConfigError(f"{path}: unknown section(s) {extra}", f"valid sections: {sorted(allowed)}")
     data_raw = dict(raw["data"])
-    if "root" not in data_raw:
-        raise ConfigError(f"{path}: [data] root is required (folder holding the data)")
+    if not isinstance(data_raw.get("root"), str):
+        raise ConfigError(f"{path}: [data] root is required and must be a string", "root = \"../data/<comp>\" (relative to the config file)")
     data_raw["root"] = (path.parent / data_raw["root"]).resolve()
+    from .settings import make_train_config
+
+    train = dict(raw.get("train", {}))
+    make_train_config({"model": "", **train}, f"{path}: [train]")  # types, choices, unknown keys
     cfg = WorkspaceConfig(
         path=path.resolve(),
         competition=_section(CompetitionConfig, raw["competition"], "competition", path),
@@ -160,10 +200,25 @@ def load_config(path: str | Path) -> WorkspaceConfig:
         audio=_section(AudioConfig, raw.get("audio", {}), "audio", path),
         folds=_section(FoldsConfig, raw.get("folds", {}), "folds", path),
         features=_section(FeaturesConfig, raw.get("features", {}), "features", path),
-        train=dict(raw.get("train", {})),
+        train=train,
     )
     validate(cfg)
     return cfg
+
+
+def data_signature(workspace: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a (JSON) workspace config that define the inputs; paths are left out (moving data is harmless)."""
+    out = {s: dict(workspace.get(s, {})) for s in ("competition", "data", "audio", "features")}
+    for sec in out.values():
+        for k in [k for k in sec if k in ("root", "path") or k.endswith(("_dir", "_csv", "_path"))]:
+            sec.pop(k)
+    return out
+
+
+def signature_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """``section.key`` of every input setting that differs between two workspace configs."""
+    a, b = data_signature(old), data_signature(new)
+    return sorted(f"{s}.{k}" for s in b for k in set(a.get(s, {})) | set(b[s]) if a.get(s, {}).get(k) != b[s].get(k))
 
 
 def _check_path(cfg: WorkspaceConfig, key: str, rel: str, want_dir: bool) -> None:
@@ -178,8 +233,6 @@ def _check_path(cfg: WorkspaceConfig, key: str, rel: str, want_dir: bool) -> Non
 
 def validate(cfg: WorkspaceConfig) -> None:
     c, d, p = cfg.competition, cfg.data, cfg.path
-    if c.task not in ("classification", "regression"):
-        raise ConfigError(f"{p}: [competition] task = {c.task!r}; expected 'classification' or 'regression'")
     valid = CLASSIFICATION_METRICS if c.task == "classification" else REGRESSION_METRICS
     if c.metric not in valid:
         raise ConfigError(f"{p}: [competition] metric = {c.metric!r} is unknown for {c.task}; expected one of {list(valid)}")
@@ -187,14 +240,9 @@ def validate(cfg: WorkspaceConfig) -> None:
         raise ConfigError(f"{p}: [competition] targets must name at least one column")
     if c.task == "classification" and len(c.targets) != 1:
         raise ConfigError(f"{p}: [competition] classification takes exactly one target column, got {c.targets}")
-    if d.kind not in DATA_KINDS:
-        raise ConfigError(f"{p}: [data] kind = {d.kind!r}; expected one of {list(DATA_KINDS)}")
     if not d.root.is_dir():
-        raise ConfigError(f"{p}: [data] root: folder {d.root} does not exist (download the data or fix the path; relative paths are relative to the config file)")
-    if d.layout not in ("folders", "manifest"):
-        raise ConfigError(f"{p}: [data] layout = {d.layout!r}; expected 'folders' or 'manifest'")
-    if d.on_corrupt not in ("error", "skip"):
-        raise ConfigError(f"{p}: [data] on_corrupt = {d.on_corrupt!r}; expected 'error' or 'skip'")
+        raise ConfigError(f"{p}: [data] root: folder {d.root} does not exist",
+                          "download the data or fix the path (relative paths are relative to the config file)")
     if d.kind in ("audio", "images"):
         _check_path(cfg, "train_dir", d.train_dir, True)
         _check_path(cfg, "test_dir", d.test_dir, True)
@@ -214,17 +262,9 @@ def validate(cfg: WorkspaceConfig) -> None:
         _check_path(cfg, "test_split", d.test_split, True)
     _check_path(cfg, "sample_submission", d.sample_submission, False)
     if d.group_pattern:
-        import re
-
         try:
             re.compile(d.group_pattern)
         except re.error as exc:
             raise ConfigError(f"{p}: [data] group_pattern is not a valid regex: {exc}") from None
-    a = cfg.audio
-    if a.segment_seconds <= 0 or a.segment_hop_seconds <= 0:
-        raise ConfigError(f"{p}: [audio] segment_seconds and segment_hop_seconds must be > 0")
     if cfg.folds.n_splits < 2:
         raise ConfigError(f"{p}: [folds] n_splits = {cfg.folds.n_splits}; need at least 2")
-    unknown_vec = set(cfg.features.vector) - {"mfcc_stats", "chroma_stats"}
-    if unknown_vec:
-        raise ConfigError(f"{p}: [features] vector has unknown entries {sorted(unknown_vec)}; valid: ['mfcc_stats', 'chroma_stats']")

@@ -10,7 +10,6 @@ grouped by artist, so the CV score measures generalisation to new artists.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import shutil
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import cli
 from .artifacts import read_json, setup_logging, write_csv, write_json
 
 log = logging.getLogger(__name__)
@@ -104,13 +104,13 @@ def cv_table(run_dirs: list[Path]) -> pd.DataFrame:
 
 
 def run_demo(workdir: Path, epochs: int = 20, fresh: bool = True) -> dict[str, Path]:
+    from .artifacts import file_sha256
     from .config import load_config
     from .ensemble import ensemble
     from .features import prepare
     from .folds import fold_path, make_folds
     from .submit import submit
     from .train import TrainConfig, run_training
-    from .artifacts import file_sha256
 
     t0 = time.perf_counter()
     config = workdir / "configs" / "demo.toml"
@@ -143,9 +143,9 @@ def run_demo(workdir: Path, epochs: int = 20, fresh: bool = True) -> dict[str, P
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description="Synthesize a small audio competition and run the whole pipeline on it.")
-    ap.add_argument("--workdir", default=".", help="where cache/, folds/, runs/, submissions/ go")
-    ap.add_argument("--epochs", type=int, default=20)
+    ap = cli.parser("demo", "Synthesize a small audio competition and run the whole pipeline on it.")
+    cli.add_common(ap, config=False)
+    ap.add_argument("--epochs", type=int, default=20, help="epoch cap of the MLP (the CNN is capped at 12)")
     args = ap.parse_args(argv)
     setup_logging()
     out = run_demo(Path(args.workdir), args.epochs)
@@ -167,4 +167,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run_command(main)

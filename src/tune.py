@@ -27,7 +27,6 @@ Why it is built this way:
 from __future__ import annotations
 
 import argparse
-import ast
 import dataclasses
 import json
 import logging
@@ -35,9 +34,8 @@ import os
 import shutil
 import signal
 import time
-import tomllib
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from types import SimpleNamespace
@@ -48,196 +46,22 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
-from .artifacts import code_version, read_json, save_figure, setup_logging, write_csv, write_json
-from .config import WorkspaceConfig, load_config
+from . import cli
+from .artifacts import code_version, read_json, save_figure, setup_logging, write_csv
+from .config import WorkspaceConfig, load_config, signature_diff
+from .errors import TuneError
 from .features import Prepared, prepare
-from .folds import fold_path, load_folds
+from .folds import fold_numbers, fold_path, load_folds_for
 from .metrics import greater_is_better
 from .models import get_spec
-from .train import TrainConfig, build_train_config, fold_column, run_training
+from .runs import fold_column
+from .settings import TrainConfig, add_train_flags, flag_values
+from .studies import export_best, finished, studies_dir
+from .train import check_train_config, resolve_train_config, run_training
+from .tune_space import ConstrainedTrial, SpaceOverrides, apply_params, parse_grid, parse_overrides
 
 log = logging.getLogger(__name__)
 
-STUDIES_DIR = "optuna_studies"
-# TrainConfig fields a search space or --fix may not set: they identify the run, not the recipe.
-_RESERVED = {"model", "run_id", "folds", "fold_file", "repeat", "model_params", "device", "metric"}
-
-
-class TuneError(RuntimeError):
-    pass
-
-
-# ----------------------------------------------------------------------------- search-space overrides
-
-
-@dataclass
-class SpaceOverrides:
-    """User edits of a model's search space, without touching src/models.py.
-
-    ``fixed[name] = value`` pins a suggested parameter (or sets any train/model parameter the space
-    does not suggest, e.g. ``label_smoothing``); ``narrow[name]`` is ``(low, high)`` for a numeric
-    parameter or a list of choices (for categorical or numeric parameters).
-    """
-
-    fixed: dict[str, Any] = field(default_factory=dict)
-    narrow: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"fixed": self.fixed, "narrow": {k: list(v) for k, v in self.narrow.items()}}
-
-
-def _literal(text: str) -> Any:
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
-
-
-def split_top_level(text: str, sep: str = ",") -> list[str]:
-    """Split on ``sep`` outside brackets, so ``hidden=[64,32],[128]`` gives two values."""
-    out, depth, cur = [], 0, ""
-    for ch in text:
-        depth += ch in "([{"
-        depth -= ch in ")]}"
-        if ch == sep and depth == 0:
-            out.append(cur)
-            cur = ""
-        else:
-            cur += ch
-    out.append(cur)
-    return [s.strip() for s in out if s.strip()]
-
-
-def _key_value(pair: str, flag: str) -> tuple[str, str]:
-    if "=" not in pair:
-        raise TuneError(f"{flag} {pair!r}: expected KEY=VALUE")
-    key, val = pair.split("=", 1)
-    return key.strip(), val.strip()
-
-
-def parse_narrow_value(text: str) -> Any:
-    """``1e-4:1e-2`` -> (1e-4, 1e-2) range; ``adam,adamw`` -> list of choices."""
-    if ":" in text and not text.startswith(("[", "(")):
-        lo, hi = text.split(":", 1)
-        return (_literal(lo), _literal(hi))
-    return [_literal(v) for v in split_top_level(text)]
-
-
-def parse_overrides(fix: list[str], narrow: list[str], space_file: str | None = None) -> SpaceOverrides:
-    """Command-line ``--fix``/``--narrow`` pairs on top of an optional TOML/JSON file with [fix] and [narrow]."""
-    ov = SpaceOverrides()
-    if space_file:
-        path = Path(space_file)
-        if not path.is_file():
-            raise TuneError(f"--space {path}: file not found")
-        raw = tomllib.loads(path.read_text()) if path.suffix == ".toml" else json.loads(path.read_text())
-        unknown = sorted(set(raw) - {"fix", "narrow"})
-        if unknown:
-            raise TuneError(f"{path}: unknown section(s) {unknown}; use [fix] and [narrow]")
-        ov.fixed.update(raw.get("fix", {}))
-        for k, v in raw.get("narrow", {}).items():
-            ov.narrow[k] = (v["low"], v["high"]) if isinstance(v, dict) else list(v)
-    for pair in fix:
-        k, v = _key_value(pair, "--fix")
-        ov.fixed[k] = _literal(v)
-    for pair in narrow:
-        k, v = _key_value(pair, "--narrow")
-        ov.narrow[k] = parse_narrow_value(v)
-    bad = sorted(set(ov.fixed) & _RESERVED)
-    if bad:
-        raise TuneError(f"--fix {bad}: these identify the run, not the recipe; use --folds/--fold-file/--device/--metric")
-    return ov
-
-
-class ConstrainedTrial:
-    """An ``optuna.Trial`` whose suggestions obey :class:`SpaceOverrides`.
-
-    The model's space function calls ``suggest_*`` as usual. A fixed value inside the space is
-    recorded under the space's own distribution (the study's ``PartialFixedSampler`` supplies it),
-    so studies stay consistent when a user pins a parameter halfway; a fixed value outside the space
-    is used as is (it shows in the trial's ``train_params``). A narrowed parameter gets the user's
-    range or choices. Everything else is forwarded to the real trial.
-    """
-
-    def __init__(self, trial: optuna.Trial, ov: SpaceOverrides):
-        self._trial, self._ov = trial, ov
-        self.used: set[str] = set()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._trial, name)
-
-    def _narrowed(self, name: str, suggest: Any, *args: Any, **kw: Any) -> Any:
-        self.used.add(name)
-        try:
-            return suggest(name, *args, **kw)
-        except ValueError as exc:  # Optuna: a categorical's choices cannot change within a study
-            raise TuneError(f"--narrow {name}: {exc} This study already sampled {name} differently; "
-                            f"start a new one with --study NAME") from None
-
-    def suggest_float(self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False) -> Any:
-        if name in self._ov.fixed:
-            self.used.add(name)
-            v = self._ov.fixed[name]
-            inside = isinstance(v, (int, float)) and not isinstance(v, bool) and low <= v <= high
-            return self._trial.suggest_float(name, low, high, step=step, log=log) if inside else v
-        if name in self._ov.narrow:
-            rng = self._ov.narrow[name]
-            if isinstance(rng, list):
-                return self._narrowed(name, self._trial.suggest_categorical, rng)
-            return self._narrowed(name, self._trial.suggest_float, float(rng[0]), float(rng[1]), step=step, log=log)
-        return self._trial.suggest_float(name, low, high, step=step, log=log)
-
-    def suggest_int(self, name: str, low: int, high: int, *, step: int = 1, log: bool = False) -> Any:
-        if name in self._ov.fixed:
-            self.used.add(name)
-            v = self._ov.fixed[name]
-            inside = isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
-            return self._trial.suggest_int(name, low, high, step=step, log=log) if inside else v
-        if name in self._ov.narrow:
-            rng = self._ov.narrow[name]
-            if isinstance(rng, list):
-                return self._narrowed(name, self._trial.suggest_categorical, [int(v) for v in rng])
-            return self._narrowed(name, self._trial.suggest_int, int(rng[0]), int(rng[1]), step=step, log=log)
-        return self._trial.suggest_int(name, low, high, step=step, log=log)
-
-    def suggest_categorical(self, name: str, choices: Any) -> Any:
-        if name in self._ov.fixed:
-            self.used.add(name)
-            v = self._ov.fixed[name]
-            return self._trial.suggest_categorical(name, choices) if v in list(choices) else v
-        if name in self._ov.narrow:
-            sub = self._ov.narrow[name]
-            if not isinstance(sub, list):
-                raise TuneError(f"--narrow {name}: categorical parameter (choices {list(choices)}); give a list: {name}=a,b")
-            return self._narrowed(name, self._trial.suggest_categorical, sub)
-        return self._trial.suggest_categorical(name, choices)
-
-
-def parse_grid(pairs: list[str]) -> dict[str, list[Any]]:
-    """``--grid optimizer=sgd,adam --grid batch_size=1,2,4`` -> {name: values} (scalars only: Optuna's grid)."""
-    grid: dict[str, list[Any]] = {}
-    for pair in pairs:
-        k, v = _key_value(pair, "--grid")
-        values = [_literal(x) for x in split_top_level(v)]
-        bad = [x for x in values if not (x is None or isinstance(x, (bool, int, float, str)))]
-        if bad or not values:
-            raise TuneError(f"--grid {k}: values must be scalars (numbers, strings, booleans); got {v!r}")
-        if k in _RESERVED:
-            raise TuneError(f"--grid {k}: not a tunable parameter")
-        grid[k] = values
-    return grid
-
-
-def apply_params(base: TrainConfig, params: dict[str, Any]) -> TrainConfig:
-    """Flat parameters -> TrainConfig: TrainConfig fields are set, everything else goes to model_params."""
-    fields = {f.name for f in dataclasses.fields(TrainConfig)} - _RESERVED
-    tc = dataclasses.replace(base, model_params=dict(base.model_params))
-    for k, v in params.items():
-        if k in fields:
-            setattr(tc, k, v)
-        else:
-            tc.model_params[k] = v
-    return tc
 
 
 # ----------------------------------------------------------------------------- fold-aware objective
@@ -360,10 +184,6 @@ class Objective:
 # ----------------------------------------------------------------------------- storage and study
 
 
-def studies_dir(workdir: str | Path) -> Path:
-    return Path(workdir) / STUDIES_DIR
-
-
 def rdb_url(url: str) -> str:
     """``postgresql://`` names psycopg2 explicitly where only it is installed (SQLAlchemy 2.1 defaults to psycopg 3)."""
     if url.startswith("postgresql://") and _has("psycopg2") and not _has("psycopg"):
@@ -422,15 +242,6 @@ def requeue_interrupted(study: optuna.Study, max_retry: int) -> int:
     return n
 
 
-def data_signature(workspace: dict[str, Any]) -> dict[str, Any]:
-    """The parts of a workspace config that define the inputs (paths left out: moving the data is harmless)."""
-    out = {s: dict(workspace.get(s, {})) for s in ("competition", "data", "audio", "features")}
-    for sec in out.values():
-        for k in [k for k in sec if k in ("root", "path") or k.endswith(("_dir", "_csv", "_path"))]:
-            sec.pop(k)
-    return out
-
-
 def study_meta(cfg: WorkspaceConfig, base: TrainConfig, fold_file: Path, fold_sha: str, folds: list[int],
                ov: SpaceOverrides, grid: dict | None) -> dict[str, Any]:
     return {
@@ -452,7 +263,7 @@ def check_or_record_meta(study: optuna.Study, meta: dict[str, Any]) -> None:
         if old.get(key) != meta[key]:
             raise TuneError(f"study {study.study_name!r} was created with {key}={old.get(key)!r}, now {meta[key]!r}; "
                             f"continue it with the same settings or pick a new --study NAME")
-    if data_signature(old["workspace"]) != data_signature(meta["workspace"]):
+    if signature_diff(old["workspace"], meta["workspace"]):
         raise TuneError(f"study {study.study_name!r} was created on other data/audio/feature settings "
                         f"({old['config_path']}); pick a new --study NAME")
     if old.get("code_version") != meta["code_version"]:
@@ -486,10 +297,6 @@ def make_pruner(kind: str, startup: int, warmup: int, max_resource: int) -> optu
     return optuna.pruners.NopPruner()
 
 
-def finished(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
-
-
 # ----------------------------------------------------------------------------- reporting
 
 
@@ -509,25 +316,7 @@ def progress_line(t: FrozenTrial) -> str:
     return f"trial {t.number} {state}{retry}: value {value} folds [{scores}] {_elapsed(t):.1f}s params {t.params}"
 
 
-def export_best(study: optuna.Study, out: Path) -> dict[str, Any] | None:
-    """Best trial + the study's provenance -> optuna_studies/<study>.json (what ``--params best`` reads)."""
-    try:
-        best = study.best_trial
-    except ValueError:
-        return None
-    meta = study.user_attrs
-    doc = {
-        "study": study.study_name, "model": meta.get("model"), "metric": meta.get("metric"),
-        "direction": study.direction.name.lower(), "best_value": best.value, "best_trial": best.number,
-        "params": best.params, "train_params": best.user_attrs.get("train_params", {}),
-        "fold_scores": best.user_attrs.get("fold_scores", {}), "fold_metrics": best.user_attrs.get("fold_metrics", {}),
-        "folds": meta.get("folds"), "fold_file": meta.get("fold_file"), "fold_sha256": meta.get("fold_sha256"),
-        "workspace": meta.get("workspace"), "train_base": meta.get("train_base"),
-        "code_version": best.user_attrs.get("code_version", meta.get("code_version")),
-        "n_finished": finished(study), "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    write_json(out, doc)
-    return doc
+
 
 
 def trial_table(study: optuna.Study) -> pd.DataFrame:
@@ -600,81 +389,39 @@ def show(study: optuna.Study, out_dir: Path, plots: bool = True) -> str:
     return "\n".join(lines)
 
 
-# ----------------------------------------------------------------------------- --params best (used by src.train)
-
-
-def load_params(spec: str, cfg: WorkspaceConfig, fold_sha256: str, model: str, workdir: str | Path = ".") -> dict[str, Any]:
-    """Resolve ``--params best|PATH.json|PATH.db`` to the flat parameter dict of the best trial.
-
-    ``best`` means ``<workdir>/optuna_studies/<model>.json`` (exported from ``<model>.db`` if only
-    the study exists). Refuses parameters tuned for another model, on another fold file (hash) or
-    on other data/audio/feature settings, because mixing them would silently change what the CV
-    score means. Returns TrainConfig fields and model parameters in one dict (see ``apply_params``).
-    """
-    sdir = studies_dir(workdir)
-    path = sdir / f"{model}.json" if spec == "best" else Path(spec)
-    if path.suffix == ".db" or (spec == "best" and not path.is_file() and (sdir / f"{model}.db").is_file()):
-        db = path if path.suffix == ".db" else sdir / f"{model}.db"
-        study = optuna.load_study(study_name=db.stem, storage=f"sqlite:///{db.resolve()}")
-        path = db.with_suffix(".json")
-        if export_best(study, path) is None:
-            raise TuneError(f"{db}: study {db.stem!r} has no completed trial yet")
-    if not path.is_file():
-        raise TuneError(f"--params {spec}: {path} not found; tune first: python -m src.tune --config {cfg.path} --model {model}")
-    doc = read_json(path)
-    if doc.get("model") != model:
-        raise TuneError(f"{path} holds parameters tuned for model {doc.get('model')!r}, not {model!r}")
-    if doc.get("fold_sha256") != fold_sha256:
-        raise TuneError(f"{path} was tuned on {doc.get('fold_file')} (sha256 {str(doc.get('fold_sha256'))[:12]}…), "
-                        f"but the current fold file has sha256 {fold_sha256[:12]}…; re-tune on these folds or pass "
-                        f"the matching --fold-file")
-    old, new = data_signature(doc.get("workspace") or {}), data_signature(cfg.to_dict())
-    if old != new:
-        diff = sorted(f"{s}.{k}" for s in new for k in set(old.get(s, {})) | set(new[s]) if old.get(s, {}).get(k) != new[s].get(k))
-        raise TuneError(f"{path} was tuned on other settings ({', '.join(diff)} differ from {cfg.path}); re-tune")
-    if doc.get("code_version") != code_version():
-        log.warning("%s was tuned at code version %s; now %s", path, doc.get("code_version"), code_version())
-    return dict(doc["train_params"])
-
-
 # ----------------------------------------------------------------------------- command line
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description="Fold-aware Optuna tuning; studies in optuna_studies/ (see README: Tuning).")
-    ap.add_argument("--config", help="workspace TOML (not needed with --show)")
-    ap.add_argument("--model", required=True)
-    ap.add_argument("--workdir", default=".")
+    ap = cli.parser("tune", "Fold-aware Optuna tuning; studies in optuna_studies/ (see README: Tuning). Every train setting "
+                            "below is the base of every trial; the model's search space (or --grid) varies the rest.")
+    cli.add_common(ap)
+    ap.add_argument("--model", required=True, help="registered model name or any timm model name")
     ap.add_argument("--study", help="study name (default: the model name; with --grid: <model>-grid-<keys>)")
     ap.add_argument("--storage", help="RDB URL, e.g. postgresql://user:pw@host/db (default: sqlite optuna_studies/<study>.db)")
     ap.add_argument("--show", action="store_true", help="print the study (best, trials, importances), save plots, exit")
     ap.add_argument("--trials", type=int, help="target number of finished (complete+pruned) trials in the study "
                     "(default 20; with --grid: the grid size)")
     ap.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
-    ap.add_argument("--folds", type=int, nargs="+", help="folds to evaluate each trial on (default: all)")
-    ap.add_argument("--fold-file", dest="fold_file")
-    ap.add_argument("--epochs", type=int, help="per-trial epoch cap per fold (default: the config's [train] epochs)")
-    ap.add_argument("--patience", type=int)
-    ap.add_argument("--seed", type=int, help="training seed (identical in every trial)")
-    ap.add_argument("--metric")
-    ap.add_argument("--device", choices=["auto", "cpu", "cuda"])
-    ap.add_argument("--sampler", choices=["tpe", "random"], default="tpe")
-    ap.add_argument("--sampler-seed", dest="sampler_seed", type=int, default=0)
+    ap.add_argument("--sampler", choices=["tpe", "random"], default="tpe", help="sampler (--grid chooses the grid sampler)")
+    ap.add_argument("--sampler-seed", dest="sampler_seed", type=int, default=0, help="sampler seed (offset by the trials already run)")
     ap.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2", help="grid study over these values (others at defaults)")
     ap.add_argument("--fix", action="append", default=[], metavar="KEY=VALUE", help="pin a parameter, e.g. --fix optimizer=adamw")
     ap.add_argument("--narrow", action="append", default=[], metavar="KEY=LO:HI|A,B", help="narrow a range or the choices")
     ap.add_argument("--space", help="TOML/JSON file with [fix] and [narrow] tables")
     ap.add_argument("--pruner", choices=["median", "hyperband", "none"], help="epoch-level pruner (default median; none with --grid)")
-    ap.add_argument("--fold-pruner", dest="fold_pruner", choices=["wilcoxon", "none"], help="fold-level pruner (default wilcoxon; none with --grid)")
-    ap.add_argument("--wilcoxon-p", dest="wilcoxon_p", type=float, default=0.3)
+    ap.add_argument("--fold-pruner", dest="fold_pruner", choices=["wilcoxon", "none"],
+                    help="fold-level pruner (default wilcoxon; none with --grid)")
+    ap.add_argument("--wilcoxon-p", dest="wilcoxon_p", type=float, default=0.3, help="fold pruner p threshold")
     ap.add_argument("--pruner-startup", dest="pruner_startup", type=int, default=5, help="trials before the median pruner acts")
     ap.add_argument("--pruner-warmup", dest="pruner_warmup", type=int, default=3, help="epochs of the first fold never pruned")
     ap.add_argument("--heartbeat", type=int, default=10, help="seconds between trial heartbeats")
     ap.add_argument("--grace", type=int, help="seconds without heartbeat before a trial counts as dead (default 2x heartbeat)")
-    ap.add_argument("--max-retry", dest="max_retry", type=int, default=2)
+    ap.add_argument("--max-retry", dest="max_retry", type=int, default=2, help="retries of a trial whose worker died")
     ap.add_argument("--keep-runs", dest="keep_runs", action="store_true", help="keep every trial's runs/tune-<study>-t<n>/ folder")
-    ap.add_argument("--no-plots", dest="plots", action="store_false")
+    ap.add_argument("--no-plots", dest="study_plots", action="store_false", help="no PNG plots of the study")
     ap.add_argument("--verbose", action="store_true", help="log every epoch")
+    add_train_flags(ap, skip={"model", "model_params", "plots", "run_id"})
     return ap
 
 
@@ -684,32 +431,19 @@ def default_study_name(model: str, grid: dict | None) -> str:
 
 def tune(args: argparse.Namespace) -> optuna.Study:
     """Create or continue the study and run trials until --trials finished ones or --timeout."""
-    cfg = load_config(args.config)
-    try:
-        get_spec(args.model)
-    except KeyError as exc:
-        raise TuneError(str(exc.args[0])) from None
+    cfg = load_config(args.config, args.workdir)
     grid = parse_grid(args.grid) or None
     ov = parse_overrides(args.fix, args.narrow, args.space)
     name = args.study or default_study_name(args.model, grid)
     workdir, sdir = Path(args.workdir), studies_dir(args.workdir)
+    base, sources = resolve_train_config(cfg, args.model, {**flag_values(args), "plots": False}, workdir=workdir)
+    check_train_config(cfg, base, sources)
     prep = prepare(cfg, workdir)  # once: every trial reads these cached features
-    ns = argparse.Namespace(model=args.model, param=[], epochs=args.epochs, patience=args.patience, seed=args.seed,
-                            device=args.device, metric=args.metric, fold_file=args.fold_file)
-    base = build_train_config(cfg, ns)
-    base.metric = base.metric or cfg.competition.metric
-    ffile = Path(args.fold_file) if args.fold_file else fold_path(cfg, workdir)
-    fdf, fsha = load_folds(cfg, prep.ds.train["id"], workdir, ffile)
+    ffile = Path(base.fold_file) if base.fold_file else fold_path(cfg, workdir)
+    fdf, fsha = load_folds_for(prep, workdir, ffile)
     base.fold_file = str(ffile.resolve())
-    folds = list(args.folds) if args.folds else sorted(int(f) for f in set(fdf[fold_column(base.repeat)]))
-    storage = open_storage(args.storage, sdir / f"{name}.db", args.heartbeat, args.grace, args.max_retry)
-    seed = args.sampler_seed if args.storage is None else args.sampler_seed + os.getpid()  # distinct workers
-    pruner_kind = args.pruner or ("none" if grid else "median")
-    study = optuna.create_study(
-        storage=storage, study_name=name, load_if_exists=True,
-        direction="maximize" if greater_is_better(base.metric) else "minimize",
-        sampler=make_sampler(args.sampler, seed, grid, ov.fixed),
-        pruner=make_pruner(pruner_kind, args.pruner_startup, args.pruner_warmup, base.epochs * len(folds)))
+    folds = list(base.folds) if base.folds else fold_numbers(fdf, fold_column(base.repeat))
+    study = open_study(args, name, sdir, grid, ov, base, len(folds))
     check_or_record_meta(study, study_meta(cfg, base, ffile, fsha, folds, ov, grid))
     n_req = requeue_interrupted(study, args.max_retry)
     if n_req:
@@ -719,6 +453,24 @@ def tune(args: argparse.Namespace) -> optuna.Study:
                           FoldWilcoxon(args.wilcoxon_p) if fold_kind == "wilcoxon" else None, args.keep_runs)
     target = args.trials or (int(np.prod([len(v) for v in grid.values()])) if grid else 20)
     run_study(study, objective, target, args.timeout, sdir / f"{name}.json")
+    return study
+
+
+def open_study(args: argparse.Namespace, name: str, sdir: Path, grid: dict | None, ov: SpaceOverrides, base: TrainConfig,
+               n_folds: int) -> optuna.Study:
+    """Create or load the study. The sampler seed is offset by the trials already in it, so a resumed study
+    does not replay the configurations it has tried (a seeded sampler restarted the same way would)."""
+    storage = open_storage(args.storage, sdir / f"{name}.db", args.heartbeat, args.grace, args.max_retry)
+    seed = args.sampler_seed if args.storage is None else args.sampler_seed + os.getpid()  # distinct workers
+    pruner_kind = args.pruner or ("none" if grid else "median")
+    study = optuna.create_study(
+        storage=storage, study_name=name, load_if_exists=True,
+        direction="maximize" if greater_is_better(base.metric) else "minimize",
+        sampler=make_sampler(args.sampler, seed, grid, ov.fixed),
+        pruner=make_pruner(pruner_kind, args.pruner_startup, args.pruner_warmup, base.epochs * n_folds))
+    n_old = len(study.get_trials(deepcopy=False))
+    if n_old and not grid:
+        study.sampler = make_sampler(args.sampler, seed + n_old, grid, ov.fixed)
     return study
 
 
@@ -758,22 +510,16 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
     if not args.verbose:
         logging.getLogger("src.train").setLevel(logging.WARNING)
-    try:
-        if args.show:
-            name = args.study or default_study_name(args.model, parse_grid(args.grid) or None)
-            sdir = studies_dir(args.workdir)
-            db = sdir / f"{name}.db"
-            if args.storage is None and not db.is_file():
-                raise TuneError(f"no study at {db}: run python -m src.tune --config CONFIG --model {args.model} first")
-            study = optuna.load_study(study_name=name, storage=args.storage or f"sqlite:///{db.resolve()}")
-            print(show(study, sdir, args.plots))
-            return
-        if not args.config:
-            raise TuneError("--config is required to tune (only --show works without it)")
-        study = tune(args)
-    except TuneError as exc:
-        raise SystemExit(f"error: {exc}") from None
     sdir = studies_dir(args.workdir)
+    if args.show:
+        name = args.study or default_study_name(args.model, parse_grid(args.grid) or None)
+        db = sdir / f"{name}.db"
+        if args.storage is None and not db.is_file():
+            raise TuneError(f"no study at {db}", f"run python -m src.tune --config CONFIG --model {args.model} first")
+        study = optuna.load_study(study_name=name, storage=args.storage or f"sqlite:///{db.resolve()}")
+        print(show(study, sdir, args.study_plots))
+        return
+    study = tune(args)
     grid = parse_grid(args.grid)
     if grid:
         table = grid_table(study, list(grid))
@@ -781,8 +527,8 @@ def main(argv: list[str] | None = None) -> None:
         print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
         print(f"table: {sdir / f'{study.study_name}_table.csv'}")
     else:
-        print(show(study, sdir, args.plots))
+        print(show(study, sdir, args.study_plots))
 
 
 if __name__ == "__main__":
-    main()
+    cli.run_command(main)

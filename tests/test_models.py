@@ -5,9 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from src.augment import AugmentConfig, crop_time, mix_batch, spec_augment, tta_views
+from src.augment import crop_time, mix_batch, spec_augment, tta_views
+from src.errors import ConfigError
+from src.inference import aggregate
 from src.models import REGISTRY, TIMM_NAMES, create_model, get_spec
-from src.train import TrainConfig, aggregate, make_optimizer, make_scheduler
+from src.settings import TrainConfig
+from src.train import make_optimizer, make_scheduler
 
 SPEC_SHAPE = (64, 64)  # (n_mels, T): small, but inception's 75-px minimum is handled by resizing
 
@@ -46,7 +49,7 @@ def test_every_registry_entry_trains_one_step(name: str, params: dict) -> None:
 
 
 def test_unknown_model_lists_choices() -> None:
-    with pytest.raises(KeyError, match="registered models: .*cnn_seed"):
+    with pytest.raises(ConfigError, match="unknown model .*registered model .*cnn_seed"):
         get_spec("no_such_net")
 
 
@@ -79,7 +82,7 @@ def test_seed_cnn_layout_and_no_pool_switch() -> None:
 def test_spec_augment_masks_per_sample_and_only_in_training() -> None:
     torch.manual_seed(0)
     x = torch.randn(8, 32, 40)
-    y = spec_augment(x, AugmentConfig(freq_mask=8, time_mask=10, n_masks=1))
+    y = spec_augment(x, TrainConfig(model="cnn", freq_mask=8, time_mask=10, n_masks=1))
     masked = (y == 0)
     assert masked.any()
     assert len({int(m.sum()) for m in masked}) > 1, "masks should differ between samples (iid_masks)"
@@ -89,7 +92,7 @@ def test_spec_augment_masks_per_sample_and_only_in_training() -> None:
 def test_mixup_gives_soft_targets_that_sum_to_one() -> None:
     rng = np.random.default_rng(0)
     x, y = torch.randn(6, 8, 10), torch.tensor([0, 1, 2, 3, 0, 1])
-    for cfg in (AugmentConfig(mixup_alpha=0.4), AugmentConfig(cutmix_alpha=1.0)):
+    for cfg in (TrainConfig(model="cnn", mixup_alpha=0.4), TrainConfig(model="cnn", cutmix_alpha=1.0)):
         changed = 0
         for _ in range(5):  # a single draw may take (almost) nothing from the partner
             xm, ys = mix_batch(x, y, cfg, rng, 4)

@@ -255,3 +255,23 @@ def test_finetune_refuses_another_architecture(tmp_path):
         load_checkpoint_backbone(create_backbone("resnet18", num_classes=4), tmp_path / "fold9.pt")
     with pytest.raises(PretrainedError, match="load_checkpoint_backbone"):
         read_state_dict(tmp_path / "fold0.pt")
+
+
+def test_hub_download_offline_fails_fast_with_cache_only(monkeypatch):
+    """pretrained=True without a network used to retry for ~47 s; now the hub is asked from its local cache only."""
+    import huggingface_hub.constants as hf
+
+    from src import pretrained
+
+    seen = {}
+
+    def fake_create(name, pretrained=False, **kw):
+        seen["offline"] = hf.HF_HUB_OFFLINE
+        raise OSError("LocalEntryNotFoundError: not in the local cache")
+
+    monkeypatch.setattr(pretrained, "hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(pretrained.timm, "create_model", fake_create)
+    before = hf.HF_HUB_OFFLINE
+    with pytest.raises(pretrained.PretrainedError, match="without internet"):
+        pretrained.create_backbone("resnet18", num_classes=3, pretrained=True)
+    assert seen["offline"] is True and hf.HF_HUB_OFFLINE == before  # restored afterwards

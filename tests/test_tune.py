@@ -17,9 +17,8 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
-from optuna.trial import TrialState
-
 from fixtures import make_tabular_competition
+from optuna.trial import TrialState
 from postgres_helpers import PostgresUnavailable, start_postgres
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,10 +91,11 @@ def test_overrides_fix_and_narrow_the_model_space():
 
 
 def test_grid_command_prints_table_resumes_and_exports_params(comp, capsys):
+    from src.artifacts import file_sha256
     from src.config import load_config
     from src.folds import fold_path
-    from src.artifacts import file_sha256
-    from src.tune import TuneError, load_params, main
+    from src.studies import load_params
+    from src.tune import TuneError, main
 
     cfg_path, wd = comp
     argv = _base(comp, "grid", epochs=3) + ["--grid", "optimizer=sgd,adam", "--folds", "0", "1"]
@@ -111,17 +111,20 @@ def test_grid_command_prints_table_resumes_and_exports_params(comp, capsys):
     assert len(_study(wd, "grid").trials) == 2
     # --params: the exported best trial, refused for another fold file or model
     cfg = load_config(cfg_path)
-    sha = file_sha256(fold_path(cfg, wd))
+    ff = fold_path(cfg, wd)
+    sha = file_sha256(ff)
     doc = json.loads((wd / "optuna_studies" / "grid.json").read_text())
-    params = load_params(str(wd / "optuna_studies" / "grid.json"), cfg, sha, "mlp", wd)
+    params = load_params(str(wd / "optuna_studies" / "grid.json"), cfg, ff, "mlp", wd)
     assert params == {"optimizer": doc["params"]["optimizer"]} and doc["fold_sha256"] == sha
     assert doc["best_value"] == pytest.approx(sum(doc["fold_scores"].values()) / 2)
+    other = wd / "other_folds.csv"
+    other.write_text(ff.read_text().replace(",0\n", ",9\n", 1))
     with pytest.raises(TuneError, match="fold file"):
-        load_params(str(wd / "optuna_studies" / "grid.json"), cfg, "0" * 64, "mlp", wd)
+        load_params(str(wd / "optuna_studies" / "grid.json"), cfg, other, "mlp", wd)
     with pytest.raises(TuneError, match="model"):
-        load_params(str(wd / "optuna_studies" / "grid.json"), cfg, sha, "cnn", wd)
+        load_params(str(wd / "optuna_studies" / "grid.json"), cfg, ff, "cnn", wd)
     with pytest.raises(TuneError, match="not found"):
-        load_params("best", cfg, sha, "mlp_seed", wd)
+        load_params("best", cfg, ff, "mlp_seed", wd)
 
 
 @pytest.mark.parametrize("level", ["epoch", "fold"])
@@ -145,6 +148,54 @@ def test_pruning_stops_a_constructed_bad_trial(comp, capsys, level):
     shown = capsys.readouterr().out
     assert "best value" in shown and "PRUNED" in shown and "fold0" in shown
     assert (comp[1] / "optuna_studies" / f"{name}_history.png").is_file()
+
+
+def test_study_refuses_another_fold_file(comp, tmp_path):
+    """Blind spot: a study continued on another fold file would mix trials scored on other folds."""
+    import shutil
+
+    from src.errors import TuneError
+    from src.tune import main
+
+    cfg, wd = comp
+    ff = next((wd / "folds").glob("*_k3.csv"))
+    main(_base(comp, "ff-study", epochs=1) + ["--trials", "1"] + _fix(GOOD))
+    backup = tmp_path / "folds.csv"
+    shutil.copy(ff, backup)
+    df = pd.read_csv(ff, dtype={"id": str, "group": str, "label": str}, keep_default_na=False)
+    df["fold"] = (df["fold"] + 1) % 3  # same rows and groups, other assignment
+    df.to_csv(ff, index=False)
+    try:
+        with pytest.raises(TuneError, match="fold_sha256"):
+            main(_base(comp, "ff-study", epochs=1) + ["--trials", "2"] + _fix(GOOD))
+    finally:
+        shutil.copy(backup, ff)
+
+
+def test_resumed_study_does_not_replay_parameters(comp):
+    """A seeded sampler restarted the same way would propose the configurations it already tried."""
+    from src.tune import main
+
+    argv = _base(comp, "replay", epochs=1) + ["--sampler", "random", "--pruner", "none", "--fold-pruner", "none", "--folds", "0"]
+    main(argv + ["--trials", "1"])
+    main(argv + ["--trials", "2"])
+    trials = _study(comp[1], "replay").trials
+    assert len(trials) == 2 and trials[0].params != trials[1].params
+
+
+def test_tune_model_with_the_workspace_default_config(comp, monkeypatch):
+    """The design card's command: python -m src.tune --model <m>, the config named once in workspace.toml."""
+    from src.tune import main
+
+    cfg, wd = comp
+    monkeypatch.delenv("AUDIO_WS_CONFIG", raising=False)
+    (wd / "workspace.toml").write_text(f'config = "{cfg}"\n')
+    try:
+        main(["--workdir", str(wd), "--model", "mlp", "--study", "card", "--trials", "1", "--epochs", "1", "--no-plots",
+              "--folds", "0"] + _fix(GOOD))
+    finally:
+        (wd / "workspace.toml").unlink()
+    assert len(_study(wd, "card").trials) == 1
 
 
 def _worker(argv: list[str], log: Path) -> subprocess.Popen:

@@ -1,0 +1,105 @@
+"""Inference with a trained fold model: the wrapped network, batched prediction, decoding, segment -> clip.
+
+Kept free of training code so that prediction (a future ``src.predict``, a Kaggle inference
+kernel) needs only this module, ``src.models`` and a ``fold<k>.pt`` checkpoint.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .augment import crop_time, tta_views
+from .settings import TrainConfig
+
+
+class Wrapped(nn.Module):
+    """Network plus the training fold's input (and target) statistics, so a checkpoint is self-contained.
+
+    ``augment`` (set by the training loop, not saved) runs on the normalised batch in training mode
+    only, so SpecAugment's zero mask means "training-fold mean" and never leaks into evaluation.
+    """
+
+    def __init__(self, net: nn.Module, x_mean: np.ndarray, x_std: np.ndarray, spec_input: bool,
+                 y_mean: np.ndarray | None = None, y_std: np.ndarray | None = None):
+        super().__init__()
+        self.net, self.spec_input = net, spec_input
+        self.augment: Callable[[torch.Tensor], torch.Tensor] | None = None
+        self.register_buffer("x_mean", torch.as_tensor(x_mean, dtype=torch.float32))
+        self.register_buffer("x_std", torch.as_tensor(x_std, dtype=torch.float32))
+        self.register_buffer("y_mean", torch.as_tensor(0.0 if y_mean is None else y_mean, dtype=torch.float32))
+        self.register_buffer("y_std", torch.as_tensor(1.0 if y_std is None else y_std, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x - self.x_mean) / self.x_std  # vector: (B, D); spec: (B, n_mels, T) with (n_mels, 1) stats
+        if self.training and self.augment is not None:
+            x = self.augment(x)
+        if self.spec_input:
+            x = x.unsqueeze(1)  # (B, 1, n_mels, T)
+        return self.net(x)
+
+
+def autocast(device: torch.device, tc: TrainConfig):
+    """bf16 autocast where the GPU supports it, else fp16 (with a GradScaler in training); nothing on CPU."""
+    if device.type != "cuda" or not tc.amp:
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+def batches(n: int, batch_size: int, rng: np.random.Generator | None):
+    """Index batches, shuffled with ``rng`` (training) or in order (evaluation)."""
+    idx = rng.permutation(n) if rng is not None else np.arange(n)
+    for s in range(0, n, batch_size):
+        yield idx[s:s + batch_size]
+
+
+@torch.no_grad()
+def predict(model: nn.Module, X: np.ndarray, tc: TrainConfig, device: torch.device) -> np.ndarray:
+    """Raw outputs (logits or standardised regression values) per item; TTA averages several time views."""
+    model.eval()
+    outs = []
+    spec = np.ndim(X[:1]) == 3
+    bs = tc.batch_size if spec else max(tc.batch_size, 256)  # big image nets: stay at training batch size
+    for b in batches(len(X), bs, None):
+        xb = np.asarray(X[b], dtype=np.float32)  # (B, D) or (B, n_mels, T)
+        views = tta_views(xb, tc.tta, tc.crop_frames) if (tc.tta > 1 and spec) else [crop_time(xb, tc.crop_frames, None) if spec else xb]
+        with autocast(device, tc):
+            o = torch.stack([model(torch.from_numpy(np.ascontiguousarray(v)).to(device)).float() for v in views]).mean(0)
+        outs.append(o.cpu())
+    return torch.cat(outs).numpy() if outs else np.zeros((0, 1), np.float32)
+
+
+def decode(model: Wrapped, out: np.ndarray, classification: bool) -> np.ndarray:
+    """Logits -> probabilities, or standardised regression outputs -> target units."""
+    if classification:
+        return torch.softmax(torch.from_numpy(out), dim=1).numpy()
+    return out * model.y_std.cpu().numpy() + model.y_mean.cpu().numpy()
+
+
+def aggregate(item_pred: np.ndarray, item_row: np.ndarray, n_rows: int, fill: np.ndarray, how: str = "mean") -> np.ndarray:
+    """Segment (item) predictions -> one per row (clip); rows without items get ``fill``.
+
+    ``mean`` of probabilities (default), ``max`` (renormalised), or ``logmean`` (geometric mean).
+    """
+    cnt = np.bincount(item_row, minlength=n_rows).astype(np.float64)
+    out = np.zeros((n_rows, item_pred.shape[1]), dtype=np.float64)
+    if how == "max":
+        out[:] = -np.inf
+        np.maximum.at(out, item_row, item_pred)
+        out = np.where(np.isfinite(out), out, 0.0)
+        out = out / np.maximum(out.sum(1, keepdims=True), 1e-12)
+    elif how == "logmean":
+        np.add.at(out, item_row, np.log(np.clip(item_pred, 1e-12, None)))
+        out = np.exp(out / np.maximum(cnt, 1)[:, None])
+        out = out / np.maximum(out.sum(1, keepdims=True), 1e-12)
+    elif how == "mean":
+        np.add.at(out, item_row, item_pred)
+        out = out / np.maximum(cnt, 1)[:, None]
+    else:
+        raise ValueError(f"aggregate {how!r}: expected mean | max | logmean")
+    out[cnt == 0] = fill
+    return out.astype(np.float32)
