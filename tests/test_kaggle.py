@@ -3,7 +3,7 @@
 The CLI runs as a subprocess (``python -m kaggle``) with throw-away credentials in a temporary
 HOME; ``KAGGLE_API_ENVIRONMENT=LOCALHOST`` + ``HTTP_PROXY`` route its calls to
 ``tests/kaggle_standin.py`` (see its docstring for why not ``TEST``). Nothing here touches the
-real ~/.kaggle or the network.
+real ~/.kaggle or the network. The kernel runner's own steps are tested in test_kernel_runner.py.
 """
 from __future__ import annotations
 
@@ -16,11 +16,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from fixtures import make_audio_competition
 from kaggle_standin import StandIn
+
+from src import cli, kernel_runner
 from src import kaggle as K
+from src import kaggle_api as api
+from src import kaggle_code as code
+from src import kaggle_kernels as kern
+from src import kaggle_pull as kp
 from src.artifacts import read_json, write_csv, write_json
+from src.errors import KaggleError
 
 SLUG = "tiny"  # competition slug == data/<slug>/ folder of the fixture
 
@@ -29,11 +35,11 @@ SLUG = "tiny"  # competition slug == data/<slug>/ folder of the fixture
 def code_snapshot(tmp_path_factory: pytest.TempPathFactory):
     """Package a frozen copy of src/ and configs/: the shared tree may change while the tests run."""
     snap = tmp_path_factory.mktemp("code_snapshot")
-    shutil.copytree(K.REPO / "src", snap / "src", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(K.REPO / "configs", snap / "configs")
-    shutil.copy2(K.REPO / "requirements.txt", snap / "requirements.txt")
+    shutil.copytree(code.REPO / "src", snap / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(code.REPO / "configs", snap / "configs")
+    shutil.copy2(code.REPO / "requirements.txt", snap / "requirements.txt")
     mp = pytest.MonkeyPatch()
-    mp.setattr(K, "REPO", snap)
+    mp.setattr(code, "REPO", snap)
     yield snap
     mp.undo()
 
@@ -85,43 +91,47 @@ def trained_run(base_ws: Path) -> Path:
 
 def seed_code(ws: Path, server: StandIn) -> None:
     """State as after ``code`` (for tests about other verbs): staged dataset, index entry, dataset on the server."""
-    _, sha = K.stage_code(ws, K.CODE_SLUG, server.user)
-    ref = f"{server.user}/{K.CODE_SLUG}"
-    K.save_state(ws, {**K.load_state(ws), "code": {"ref": ref, "code_sha": sha, "version": 1}})
+    _, sha = code.stage_code(ws, code.CODE_SLUG, server.user)
+    ref = f"{server.user}/{code.CODE_SLUG}"
+    api.save_state(ws, {**api.load_state(ws), "code": {"ref": ref, "code_sha": sha, "version": 1}})
     server.datasets[ref] = [{"files": {}, "request": {}}]
 
 
 def seed_kernel(ws: Path, server: StandIn, slug: str = "tiny-mlp") -> str:
     ref = f"{server.user}/{slug}"
-    st = K.load_state(ws)
+    st = api.load_state(ws)
     st["kernels"][ref] = {"ref": ref, "run_id": "r1", "group": "r1", "folds": None, "config": str(ws / "configs" / "tiny.toml"),
-                          "version": 1, "pushed": K._now()}
-    K.save_state(ws, st)
+                          "version": 1, "pushed": api.now()}
+    api.save_state(ws, st)
     server.kernels[ref] = [{}]
     return ref
 
 
 def push_args(**kw) -> object:
-    args = K.build_parser().parse_args(["push", "--config", "x", "--model", "mlp"])
+    args = K.parse_args(["push", "--config", "x", "--model", "mlp"])
     args.internet = False
     for k, v in kw.items():
         setattr(args, k, v)
     return args
 
 
+def files_under(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()} if folder.exists() else {}
+
+
 def test_code_and_push_reach_the_server_intact(ws: Path, server: StandIn) -> None:
-    code = K.push_code(ws)
-    assert code["ref"] == "testuser/audio-workspace-code" and code["version"] == 1
+    c = code.push_code(ws)
+    assert c["ref"] == "testuser/audio-workspace-code" and c["version"] == 1
     created = server.received("CreateDataset")[0]
     assert created["slug"] == "audio-workspace-code" and created["licenseName"] == "CC0-1.0"
     staged = ws / "cache" / "kaggle" / "code" / "audio-workspace-code"
     files = server.datasets["testuser/audio-workspace-code"][0]["files"]
     assert files["workspace.zip"] == (staged / "workspace.zip").read_bytes()
     names = zipfile.ZipFile(io.BytesIO(files["workspace.zip"])).namelist()
-    assert {"src/train.py", "configs/tiny.toml", "folds/tiny_k2.csv"} <= set(names)
-    assert K.push_code(ws) == code and len(server.received("CreateDataset")) == 1  # same code: nothing sent
+    assert {"src/train.py", "src/kernel_runner.py", "configs/tiny.toml", "folds/tiny_k2.csv"} <= set(names)
+    assert code.push_code(ws) == c and len(server.received("CreateDataset")) == 1  # same code: nothing sent
 
-    recs = K.push(ws / "configs" / "tiny.toml", push_args(epochs=2), ws)
+    recs = kern.push(ws / "configs" / "tiny.toml", push_args(epochs=2), ws)
     body = server.received("SaveKernel")[0]
     folder = ws / "kernels" / "tiny-mlp"
     assert body["slug"] == "testuser/tiny-mlp" and body["text"] == (folder / "run.py").read_text()
@@ -129,23 +139,46 @@ def test_code_and_push_reach_the_server_intact(ws: Path, server: StandIn) -> Non
     assert body["datasetDataSources"] == ["testuser/audio-workspace-code"] and body["competitionDataSources"] == [SLUG]
     assert body["language"] == "python" and body["kernelType"] == "script"
     assert recs[0]["version"] == 1 and read_json(ws / "kernels" / "index.json")["kernels"]["testuser/tiny-mlp"]["version"] == 1
-    spec = K.read_spec(folder)
-    assert spec["code_sha"] == code["code_sha"] and spec["args"][:4] == ["--model", "mlp", "--run-id", recs[0]["run_id"]]
+    spec = kern.read_spec(folder)
+    assert spec["code_sha"] == c["code_sha"] and spec["args"] == ["--model", "mlp", "--epochs", "2", "--run-id", recs[0]["run_id"]]
+    assert kern.embedded_spec(folder / "run.py") == spec  # what Kaggle received carries the same settings
 
     (ws / "folds" / "note.json").write_text("{}")  # code changed -> a new dataset version, not a new dataset
-    assert K.push_code(ws)["version"] == 2 and len(server.received("CreateDatasetVersion")) == 1
+    assert code.push_code(ws)["version"] == 2 and len(server.received("CreateDatasetVersion")) == 1
+
+
+def test_generated_run_py_is_the_runner_with_one_line_replaced(tmp_path: Path) -> None:
+    """run.py = src/kernel_runner.py verbatim except the marker line; the settings survive any JSON value."""
+    spec = {"kernel": "me/k", "run_id": 'r"1\\', "code_sha": "s", "internet": False, "folds": None, "keep_cache": True,
+            "args": ["--param", "hidden=[64, 32]", "--param", 'name="x"', "--param", "ünï"], "device": "cpu"}
+    meta = {"id": "me/demo-mlp", "title": "Demo Mlp", "code_file": "run.py", "language": "python", "kernel_type": "script"}
+    folder = tmp_path / "k"
+    kern.write_kernel(folder, meta, spec)
+    assert kern.read_spec(folder) == spec == kern.embedded_spec(folder / "run.py")
+    runner = Path(kernel_runner.__file__).read_text().splitlines()
+    generated = (folder / "run.py").read_text().splitlines()
+    i = runner.index(kern.SPEC_MARKER)
+    n_spec = len(generated) - len(runner) + 1
+    assert generated[:i] == runner[:i] and generated[i + n_spec:] == runner[i + 1:]
+    assert generated[i].startswith("SPEC: dict = json.loads(")
+    kern.validate_metadata(folder)
+
+
+def test_train_args_forward_push_settings() -> None:
+    assert kern.train_args(push_args(epochs=3, param_list=["hidden=[64]"])) == ["--model", "mlp", "--epochs", "3", "--param", "hidden=[64]"]
+    assert kern.train_args(push_args(tune=True, trials=5, param_list=["lr=0.1"])) == ["--model", "mlp", "--trials", "5", "--fix", "lr=0.1"]
 
 
 def test_preflight_refuses_before_sending_anything(ws: Path, server: StandIn) -> None:
     seed_code(ws, server)
     cfg = ws / "configs" / "tiny.toml"
-    with pytest.raises(K.KaggleError, match="sm_60"):
-        K.push(cfg, push_args(accelerator="NvidiaTeslaP100"), ws)
-    with pytest.raises(K.KaggleError, match="fold\\(s\\) \\[7\\] not in"):
-        K.push(cfg, push_args(folds=[7]), ws)
+    with pytest.raises(KaggleError, match="sm_60"):
+        kern.push(cfg, push_args(accelerator="NvidiaTeslaP100"), ws)
+    with pytest.raises(KaggleError, match="fold\\(s\\) \\[7\\] not in"):
+        kern.push(cfg, push_args(folds=[7]), ws)
     cfg.write_text(cfg.read_text().replace("seed = 7", "seed = 8"))  # config edited after `code`
-    with pytest.raises(K.KaggleError, match="changed since code dataset"):
-        K.push(cfg, push_args(), ws)
+    with pytest.raises(KaggleError, match="changed since code dataset"):
+        kern.push(cfg, push_args(), ws)
     assert server.received("SaveKernel") == []
 
 
@@ -157,11 +190,11 @@ def serve_outputs(server: StandIn, ref: str, working: Path) -> None:
 
 def test_local_kernel_run_pull_and_submit(ws: Path, server: StandIn) -> None:
     """run.py runs unchanged here; its outputs, served as kernel output, pull into a run that submit accepts."""
-    from src.ensemble import load_run
+    from src.runs import load_run
 
     seed_code(ws, server)
-    rec = K.push(ws / "configs" / "tiny.toml", push_args(epochs=2), ws)[0]
-    run = K.local_run("tiny-mlp", ws)
+    rec = kern.push(ws / "configs" / "tiny.toml", push_args(epochs=2), ws)[0]
+    run = kp.local_run("tiny-mlp", ws)
     assert run == ws / "runs" / rec["run_id"] and load_run(run).test.shape == (4, 3)
     working = ws / "cache" / "kaggle" / "local" / "tiny-mlp" / "working"
     assert read_json(working / "kernel_report.json")["status"] == "done" and not (working / "cache").exists()
@@ -169,9 +202,9 @@ def test_local_kernel_run_pull_and_submit(ws: Path, server: StandIn) -> None:
     shutil.rmtree(run)
     serve_outputs(server, rec["ref"], working)
     server.kernel_status[rec["ref"]] = [("RUNNING", ""), ("COMPLETE", "")]
-    rows = K.status(ws, wait=True, interval=0.01)
+    rows = kp.status(ws, wait=True, interval=0.01)
     assert rows[0]["state"] == "COMPLETE" and rows[0]["finished"]
-    pulled = K.pull(rec["group"], ws)
+    pulled = kp.pull(rec["group"], ws)
     meta = read_json(pulled / "config.json")
     assert meta["fold_file"] == str((ws / "folds" / "tiny_k2.csv").resolve()) and meta["kaggle"]["kernel"] == rec["ref"]
     assert (pulled / "kaggle_tiny-mlp.log").read_text().startswith("[1.0s]")
@@ -184,24 +217,39 @@ def test_local_kernel_run_pull_and_submit(ws: Path, server: StandIn) -> None:
     assert row["public_score"] == "0.750" and row["private_score"] == "0.700" and row["cv_score"] != ""
 
 
-def test_per_fold_kernels_merge_into_one_run(ws: Path, server: StandIn, trained_run: Path) -> None:
-    """Each per-fold kernel leaves config.json, fold_status.json and its fold's files; merged = the one-kernel run."""
-    from src.ensemble import load_run
+def test_local_run_refuses_a_kernel_whose_settings_were_edited(ws: Path) -> None:
+    kern.push(ws / "configs" / "tiny.toml", push_args(no_push=True), ws)
+    folder = ws / "kernels" / "tiny-mlp"
+    spec = kern.read_spec(folder)
+    write_json(folder / "kernel_spec.json", {**spec, "args": [*spec["args"], "--epochs", "9"]})
+    with pytest.raises(KaggleError, match="other settings than"):
+        kp.local_run("tiny-mlp", ws)
 
+
+def push_per_fold(ws: Path, server: StandIn, trained_run: Path, status: dict | None = None) -> list[dict]:
+    """Push per-fold kernels and serve what each GPU would have produced (same code, one fold each)."""
     seed_code(ws, server)
-    recs = K.push(ws / "configs" / "tiny.toml", push_args(per_fold=True, epochs=1), ws)
-    assert [r["ref"] for r in recs] == ["testuser/tiny-mlp-f0", "testuser/tiny-mlp-f1"]
-    assert [K.read_spec(Path(r["folder"]))["folds"] for r in recs] == [[0], [1]]
-    status = read_json(trained_run / "fold_status.json")
-    for k, r in enumerate(recs):  # what each GPU would have produced (same code, one fold each)
+    recs = kern.push(ws / "configs" / "tiny.toml", push_args(per_fold=True, epochs=1), ws)
+    done = read_json(trained_run / "fold_status.json")
+    for k, r in enumerate(recs):
         part = ws / "fake_out" / r["run_id"] / "runs" / r["run_id"]
         part.mkdir(parents=True)
         shutil.copy2(trained_run / "config.json", part / "config.json")
-        write_json(part / "fold_status.json", {str(k): status[str(k)]})
-        for f in K.PER_FOLD_FILES:
+        write_json(part / "fold_status.json", {str(k): (status or {}).get(k, done[str(k)])})
+        for f in kp.PER_FOLD_FILES:
             shutil.copy2(trained_run / f.format(k=k), part / f.format(k=k))
         serve_outputs(server, r["ref"], part.parent.parent)
-    merged = K.pull(recs[0]["group"], ws)
+    return recs
+
+
+def test_per_fold_kernels_merge_into_one_run(ws: Path, server: StandIn, trained_run: Path) -> None:
+    """Each per-fold kernel leaves config.json, fold_status.json and its fold's files; merged = the one-kernel run."""
+    from src.runs import load_run
+
+    recs = push_per_fold(ws, server, trained_run)
+    assert [r["ref"] for r in recs] == ["testuser/tiny-mlp-f0", "testuser/tiny-mlp-f1"]
+    assert [kern.read_spec(Path(r["folder"]))["folds"] for r in recs] == [[0], [1]]
+    merged = kp.pull(recs[0]["group"], ws)
     art, ref = load_run(merged), load_run(trained_run)
     assert merged.name == recs[0]["group"] and art.metrics["folds_done"] == [0, 1]
     np.testing.assert_allclose(art.oof, ref.oof)
@@ -209,8 +257,35 @@ def test_per_fold_kernels_merge_into_one_run(ws: Path, server: StandIn, trained_
     assert art.metrics["oof"] == ref.metrics["oof"]
 
     (ws / "folds" / "tiny_k2.csv").write_text((ws / "folds" / "tiny_k2.csv").read_text().replace(",0\n", ",1\n", 1))
-    with pytest.raises(K.KaggleError, match="folds changed after the push"):
-        K.pull(recs[0]["ref"], ws, force=True)
+    with pytest.raises(KaggleError, match="folds changed after the push"):
+        kp.pull(recs[0]["ref"], ws, force=True)
+
+
+def test_pull_refuses_per_fold_kernels_with_a_failed_fold(ws: Path, server: StandIn, trained_run: Path) -> None:
+    """Blind spot: a kernel that exited cleanly but whose fold_status says failed must not be merged."""
+    failed = {"status": "failed", "error": "RuntimeError: CUDA out of memory", "finished": "2026-01-01T00:00:00+00:00"}
+    recs = push_per_fold(ws, server, trained_run, status={1: failed})
+    with pytest.raises(KaggleError, match=r"fold 1 failed on Kaggle: RuntimeError: CUDA out of memory"):
+        kp.pull(recs[0]["group"], ws)
+    assert not (ws / "runs" / recs[0]["group"]).exists()
+    assert not [p for p in (ws / "runs").glob(f"*{recs[0]['group']}*")]  # every kernel is checked before any is imported
+
+
+def test_pull_refuses_a_kernel_trained_on_other_folds(ws: Path, server: StandIn, trained_run: Path) -> None:
+    """Blind spot: the kernel's fold file sha256 must equal the local fold file's, else nothing is imported."""
+    ref = seed_kernel(ws, server)
+    out = ws / "fake_out" / "runs" / "r1"
+    shutil.copytree(trained_run, out)
+    meta = read_json(out / "config.json")
+    write_json(out / "config.json", {**meta, "fold_sha256": "0" * 64})
+    serve_outputs(server, ref, out.parent.parent)
+    with pytest.raises(KaggleError, match=r"trained on fold file tiny_k2.csv sha256 000000000000.*differs"):
+        kp.pull("tiny-mlp", ws)
+    assert not (ws / "runs" / "r1").exists()
+
+    write_json(out / "config.json", meta)  # the same kernel with the right folds is accepted
+    serve_outputs(server, ref, out.parent.parent)
+    assert read_json(kp.pull("tiny-mlp", ws) / "config.json")["kaggle"]["fold_file"] == meta["fold_file"]
 
 
 def _sample_csv(ws: Path, path: Path, drop_last: bool = False) -> Path:
@@ -223,7 +298,7 @@ def _sample_csv(ws: Path, path: Path, drop_last: bool = False) -> Path:
 def test_rejected_submission_surfaces_the_server_message(ws: Path, server: StandIn) -> None:
     server.reject_submission = "Submission file has 3 rows, expected 4"
     csv = _sample_csv(ws, ws / "submissions" / "manual.csv")
-    with pytest.raises(K.KaggleError, match="Submission file has 3 rows, expected 4"):
+    with pytest.raises(KaggleError, match="Submission file has 3 rows, expected 4"):
         K.submit(str(csv), "manual", ws, ws / "configs" / "tiny.toml")
     idx = pd.read_csv(ws / "submissions" / "index.csv", dtype=str, keep_default_na=False)
     assert "kaggle_submitted" not in idx or idx["kaggle_submitted"].eq("").all()
@@ -231,7 +306,7 @@ def test_rejected_submission_surfaces_the_server_message(ws: Path, server: Stand
 
 def test_invalid_file_is_never_sent(ws: Path, server: StandIn) -> None:
     csv = _sample_csv(ws, ws / "bad.csv", drop_last=True)
-    with pytest.raises(K.KaggleError, match="not sent: .*missing"):
+    with pytest.raises(KaggleError, match="not sent: .*missing"):
         K.submit(str(csv), "bad", ws, ws / "configs" / "tiny.toml")
     assert server.received("StartSubmissionUpload") == []
 
@@ -240,50 +315,93 @@ def test_network_down_is_clear_and_loses_nothing(ws: Path, server: StandIn) -> N
     seed_code(ws, server)
     seed_kernel(ws, server)
     csv = _sample_csv(ws, ws / "submissions" / "manual.csv")
-    before = {p: p.read_bytes() for p in [ws / "kernels" / "index.json", csv]}
+    before = {"kernels": files_under(ws / "kernels"), "submissions": files_under(ws / "submissions"),
+              "cache": files_under(ws / "cache" / "kaggle")}
     server.stop()
-    for call in (lambda: K.status(ws), lambda: K.submit(str(csv), "m", ws, ws / "configs" / "tiny.toml"),
-                 lambda: K.push_code(ws, force=True)):
-        with pytest.raises(K.KaggleError, match="cannot reach the Kaggle API.*nothing was changed locally"):
+    for call in (lambda: kp.status(ws), lambda: K.submit(str(csv), "m", ws, ws / "configs" / "tiny.toml"),
+                 lambda: code.push_code(ws, force=True), lambda: kern.push(ws / "configs" / "tiny.toml", push_args(), ws),
+                 lambda: kp.pull("tiny-mlp", ws)):
+        with pytest.raises(KaggleError, match="cannot reach the Kaggle API.*nothing was changed locally"):
             call()
-    assert all(p.read_bytes() == b for p, b in before.items())
+    after = {"kernels": files_under(ws / "kernels"), "submissions": files_under(ws / "submissions"),
+             "cache": files_under(ws / "cache" / "kaggle")}
+    assert after == before
+
+
+def test_submit_offline_writes_no_csv_and_no_index_row(trained_run: Path, ws: Path, server: StandIn,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blind spot: 'nothing was changed locally' must hold for a run too (the CSV is built only once Kaggle is reachable)."""
+    server.stop()
+    with pytest.raises(KaggleError, match="cannot reach the Kaggle API.*nothing was changed locally"):
+        K.submit(trained_run.name, "offline", ws)
+    assert files_under(ws / "submissions") == {}
+
+    server.start()
+    for k, v in server.env(str(ws.parent / "home")).items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("KAGGLE_USERNAME")
+    monkeypatch.delenv("KAGGLE_KEY")
+    with pytest.raises(KaggleError, match="no Kaggle credentials found"):
+        K.submit(trained_run.name, "no token", ws)
+    assert files_under(ws / "submissions") == {} and server.received("StartSubmissionUpload") == []
 
 
 def test_status_reports_failures(ws: Path, server: StandIn) -> None:
     ref = seed_kernel(ws, server)
     server.kernel_status[ref] = [("ERROR", "CUDA error: no kernel image is available for execution on the device")]
-    rows = K.status(ws, ["tiny-mlp"], wait=True, interval=0.01)
+    rows = kp.status(ws, ["tiny-mlp"], wait=True, interval=0.01)
     assert rows[0]["state"] == "ERROR" and "no kernel image" in rows[0]["failure"]
 
 
-def test_download_unzips_and_checks_the_config(tmp_path: Path, server: StandIn) -> None:
-    src = make_audio_competition(tmp_path / "origin", name="tiny", n_per_class=2, n_test=2)
+def _zip_of(folder: Path, extra: dict[str, bytes] | None = None) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
-        for p in src.root.rglob("*"):
+        for p in folder.rglob("*"):
             if p.is_file():
-                zf.write(p, p.relative_to(src.root).as_posix())
-    server.competition_zips[SLUG] = buf.getvalue()
+                zf.write(p, p.relative_to(folder).as_posix())
+        for name, data in (extra or {}).items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def _download_ws(tmp_path: Path) -> tuple[Path, Path, Path]:
+    src = make_audio_competition(tmp_path / "origin", name="tiny", n_per_class=2, n_test=2)
     ws = tmp_path / "ws"
     (ws / "configs").mkdir(parents=True)
     cfg = ws / "configs" / "tiny.toml"
     cfg.write_text(src.config.read_text().replace('name = "tiny"', f'name = "tiny"\nslug = "{SLUG}"', 1))
+    return src.root, ws, cfg
+
+
+def test_download_unzips_and_checks_the_config(tmp_path: Path, server: StandIn) -> None:
+    origin, ws, cfg = _download_ws(tmp_path)
+    server.competition_zips[SLUG] = _zip_of(origin)
     dest = K.download(cfg, ws)
     assert (dest / "sample_submission.csv").is_file() and (dest / "train.csv").is_file() and not list(dest.glob("*.zip"))
     cfg.write_text(cfg.read_text().replace('manifest = "train.csv"', 'manifest = "labels.csv"'))
-    with pytest.raises(K.KaggleError, match="labels.csv"):
+    with pytest.raises(KaggleError, match="labels.csv"):
         K.check_downloaded(cfg, dest)
 
 
-def test_kernel_gpu_check_knows_p100_from_t4() -> None:
-    ns: dict = {"__name__": "kernel"}
-    exec(K.RUN_PY.replace("__SPEC__", json.dumps({"kernel": "k", "run_id": "r", "code_sha": "s"})), ns)
-    cu128 = ["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"]
-    assert not ns["arch_supported"]((6, 0), cu128)  # P100
-    assert ns["arch_supported"]((7, 5), cu128)  # T4
-    assert ns["arch_supported"]((8, 9), cu128)  # L4 runs the sm_86 cubin
-    assert ns["arch_supported"]((12, 1), ["sm_90", "compute_90"])  # PTX JIT
-    assert not ns["arch_supported"]((6, 1), ["sm_70", "sm_75"])
+def test_download_refuses_an_archive_that_escapes(tmp_path: Path, server: StandIn) -> None:
+    """Blind spot: with the zip-slip guard gone, a '../evil' member would be unpacked (or written outside)."""
+    origin, ws, cfg = _download_ws(tmp_path)
+    server.competition_zips[SLUG] = _zip_of(origin, {"../evil.txt": b"x", "../../evil2.txt": b"y"})
+    with pytest.raises(KaggleError, match=r"'\.\./evil\.txt'.*point outside.*refusing to unzip"):
+        K.download(cfg, ws)
+    dest = ws / "data" / SLUG
+    assert [p.suffix for p in dest.iterdir()] == [".zip"]  # refused whole: not one member unpacked
+    assert not (ws / "data" / "evil.txt").exists() and not (ws / "evil2.txt").exists()
+    assert not list(tmp_path.rglob("evil*.txt"))
+
+
+def test_kernel_unpack_refuses_an_archive_that_escapes(tmp_path: Path) -> None:
+    archive = tmp_path / "a" / "workspace.zip"
+    archive.parent.mkdir()
+    archive.write_bytes(_zip_of(tmp_path / "a", {"src/train.py": b"", "../evil.txt": b"x"}))
+    with pytest.raises(kernel_runner.KernelFailure, match="outside"):
+        kernel_runner.unpack(archive, tmp_path / "code")
+    assert not (tmp_path / "evil.txt").exists() and not (tmp_path / "code" / "src").exists()
 
 
 def test_generated_metadata_is_checked(tmp_path: Path) -> None:
@@ -292,9 +410,72 @@ def test_generated_metadata_is_checked(tmp_path: Path) -> None:
     (folder / "run.py").write_text("print(1)\n")
     write_json(folder / "kernel-metadata.json", {"id": "me/demo-mlp", "title": "Demo Cnn", "code_file": "run.py",
                                                  "language": "python", "kernel_type": "script"})
-    with pytest.raises(K.KaggleError, match="slugify"):
-        K.validate_metadata(folder)
+    with pytest.raises(KaggleError, match="slugify"):
+        kern.validate_metadata(folder)
     write_json(folder / "kernel-metadata.json", {"id": "me/demo-mlp", "title": "Demo Mlp", "code_file": "run.py", "language": "python",
                                                  "kernel_type": "script", "enable_gpu": True})
-    with pytest.raises(K.KaggleError, match="machine_shape"):
-        K.validate_metadata(folder)
+    with pytest.raises(KaggleError, match="machine_shape"):
+        kern.validate_metadata(folder)
+
+
+# ----------------------------------------------------------------------------- the command line
+
+
+def test_workdir_is_accepted_after_the_verb_and_before_it(tmp_path: Path) -> None:
+    for verb in (["status"], ["pull", "x"], ["push", "--model", "mlp"], ["submit", "x", "-m", "m"], ["code"], ["local", "k"]):
+        assert K.parse_args([*verb, "--workdir", str(tmp_path)]).workdir == str(tmp_path)
+    assert K.parse_args(["--workdir", str(tmp_path), "status"]).workdir == str(tmp_path)
+    assert K.parse_args(["status"]).workdir == "."
+
+
+def test_every_flag_has_help_and_choices_are_enforced(capsys: pytest.CaptureFixture) -> None:
+    ap = K.build_parser()
+    subs = next(a for a in ap._actions if a.dest == "verb").choices
+    for name, p in subs.items():
+        for act in p._actions:
+            assert act.help, f"{name} {act.option_strings or act.dest} has no help"
+    push = K.parse_args(["push", "--model", "mlp"])
+    assert push.accelerator == "NvidiaTeslaT4" and push.internet == "off" and push.trials == 20
+    for bad in (["--accelerator", "K80"], ["--internet", "yes"]):
+        with pytest.raises(SystemExit):
+            K.parse_args(["push", "--model", "mlp", *bad])
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_command_errors_say_what_and_how_to_fix(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.run_command(K.main, ["pull", "nothing-pushed", "--workdir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.startswith("error: 'nothing-pushed' is neither a pushed run id") and " — " in err
+
+
+def test_kernel_settings_are_json_in_the_generated_folder(ws: Path) -> None:
+    kern.push(ws / "configs" / "tiny.toml", push_args(no_push=True, per_fold=True, internet="on"), ws)
+    specs = [json.loads((ws / "kernels" / s / "kernel_spec.json").read_text()) for s in ("tiny-mlp-f0", "tiny-mlp-f1")]
+    assert [s["folds"] for s in specs] == [[0], [1]] and all(s["internet"] is True for s in specs)
+    assert not (ws / "kernels" / "index.json").exists()  # --no-push records nothing
+
+
+def test_push_param_is_routed_and_checked_like_train(ws: Path) -> None:
+    """A transfer setting given to push used to reach timm.create_model on the Kaggle GPU after pre-flight passed.
+
+    Now push's --param follows src.train's one rule: a train setting that does not apply to the model is refused
+    before anything is generated; a model-parameter typo too; a setting that applies is forwarded and lands in
+    the trainer (not the model constructor) when the kernel runs src.train.
+    """
+    from src.config import load_config
+    from src.settings import parse_pairs
+    from src.train import resolve_train_config
+
+    cfg = ws / "configs" / "tiny.toml"
+    with pytest.raises(KaggleError, match=r"--layer-decay 0.7 \(from push --param\) applies to timm backbones only"):
+        kern.push(cfg, push_args(model="cnn", no_push=True, param_list=["layer_decay=0.7"]), ws)
+    with pytest.raises(KaggleError, match=r"--param hiden: model mlp"):
+        kern.push(cfg, push_args(no_push=True, param_list=["hiden=[64]"]), ws)
+    assert not any((ws / "kernels").glob("*/run.py"))
+    a = push_args(model="resnet18", no_push=True, param_list=["layer_decay=0.7", "lr=3e-4", "in_chans=3"])
+    kern.push(cfg, a, ws)
+    args = json.loads((ws / "kernels" / "tiny-resnet18" / "kernel_spec.json").read_text())["args"]
+    assert args[args.index("--param") + 1] == "layer_decay=0.7"
+    tc, _ = resolve_train_config(load_config(cfg), "resnet18", params=parse_pairs(a.param_list))  # what the kernel's src.train does
+    assert tc.layer_decay == 0.7 and tc.lr == 3e-4 and tc.model_params == {"in_chans": 3}

@@ -1,0 +1,320 @@
+"""The program a generated Kaggle kernel runs: ``kernels/<slug>/run.py`` is this file, with its settings.
+
+Why run.py is a copy of this module and not an import of it: a script kernel uploads exactly one
+file, its ``code_file``, and nothing beside it; and the code dataset cannot supply the runner,
+because finding and checking the code dataset is the runner's first job. So
+``python -m src.kaggle push`` writes ``kernels/<slug>/run.py`` as this module's source verbatim
+with ONE line replaced: the marker line ``SPEC: dict = {}`` below becomes the kernel's settings,
+the JSON of ``kernels/<slug>/kernel_spec.json`` (written by ``json.dumps``, read back with
+``json.loads`` from a raw string, because JSON's ``true``/``false``/``null`` are not Python).
+The settings are data: ``kernel_spec.json`` is what the workspace reads back (``read_spec`` in
+``src.kaggle_kernels``), and this module is linted, imported and tested like any other: every step
+is a function taking the spec dict. A generated run.py is re-generated (``push``, or ``push --no-push``
+to only write it), never edited: ``python -m src.kaggle local`` refuses a run.py whose settings
+differ from its kernel_spec.json.
+
+Rules for this file: the standard library only at module level (it starts in Kaggle's image
+before the workspace code is found); torch is imported inside the functions that need it; and no
+other line may read exactly like the marker.
+
+On Kaggle it reads /kaggle/input and writes /kaggle/working. Locally, ``WS_KAGGLE_ROOT=<dir>``
+maps them to <dir>/input and <dir>/working (``python -m src.kaggle local <slug>`` builds that
+tree). Sources may be mounted at ``input/<slug>``, ``input/competitions/<slug>`` or
+``input/datasets/<owner>/<slug>`` (newer Kaggle images); all three are searched.
+
+Steps of :func:`main`: find the code dataset (and check it is the code this kernel was made for),
+install missing modules (internet on only), check the GPU against the installed torch, find the
+data, point the config's ``[data] root`` at it, run the train/tune module, leave the run under
+<working>/runs/<run_id>/ and a kernel_report.json beside it.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import runpy
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import zipfile
+from pathlib import Path
+
+SPEC: dict = {}
+
+
+class KernelFailure(Exception):
+    """A check failed; the message says why and what to do. :func:`main` reports it and exits 1."""
+
+
+# ----------------------------------------------------------------------------- the /kaggle tree
+
+
+def kaggle_root() -> Path:
+    return Path(os.environ.get("WS_KAGGLE_ROOT", "/kaggle")).resolve()
+
+
+def input_dir() -> Path:
+    return kaggle_root() / "input"
+
+
+def working_dir() -> Path:
+    return kaggle_root() / "working"
+
+
+def is_local() -> bool:
+    """A run outside Kaggle (``WS_KAGGLE_ROOT`` set): no GPU is then not an error."""
+    return "WS_KAGGLE_ROOT" in os.environ
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+class Report:
+    """``<working>/kernel_report.json``: rewritten at every step, so a crash still leaves the last one."""
+
+    def __init__(self, spec: dict, path: Path | None = None):
+        self.path = path or working_dir() / "kernel_report.json"
+        self.data = {"kernel": spec.get("kernel"), "run_id": spec.get("run_id"), "code_sha": spec.get("code_sha"),
+                     "local": is_local(), "started": now()}
+
+    def update(self, **kw) -> None:
+        self.data.update(kw)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(self.data, indent=2))
+
+
+def mounts(ref: str) -> list[Path]:
+    """Where Kaggle may have mounted a dataset (``owner/slug``) or a competition (``slug``)."""
+    base, slug = input_dir(), ref.split("/")[-1]
+    cands = [base / slug, base / "competitions" / slug]
+    if "/" in ref:
+        cands.append(base / "datasets" / ref)
+    return [c for c in cands if c.is_dir()]
+
+
+def listing() -> list[str]:
+    """What is under the input folder (three levels: enough to show every mount layout)."""
+    base = input_dir()
+    if not base.is_dir():
+        return []
+    return sorted(str(p.relative_to(base)) for pat in ("*", "*/*", "*/*/*") for p in base.glob(pat) if p.is_dir())[:30]
+
+
+# ----------------------------------------------------------------------------- code, data, config
+
+
+def outside(names: list[str], dest: Path) -> list[str]:
+    """Archive member names that would land outside ``dest`` (zip-slip): ``../x``, ``/abs/x``."""
+    dest = Path(dest).resolve()
+    return [n for n in names if not (dest / n).resolve().is_relative_to(dest)]
+
+
+def find_code(spec: dict) -> Path:
+    """The workspace code (a folder holding src/) from the attached code dataset, checked against the spec."""
+    bases = mounts(spec["code_dataset"])
+    if not bases:
+        raise KernelFailure(f"code dataset {spec['code_dataset']} is not attached (input has {listing()}): push the kernel "
+                            "again with python -m src.kaggle push (it adds the dataset to dataset_sources)")
+    base = bases[0]
+    manifests = sorted(base.rglob("manifest.json"))
+    got = json.loads(manifests[0].read_text()).get("code_sha") if manifests else None
+    if got != spec["code_sha"]:
+        raise KernelFailure(f"code dataset {spec['code_dataset']} holds code {got}, this kernel was generated for "
+                            f"{spec['code_sha']}: the new dataset version may still be processing (wait a minute and push "
+                            "again) or it was never uploaded (python -m src.kaggle code)")
+    trains = [p for p in sorted(base.rglob("train.py")) if p.parent.name == "src"]
+    if trains:
+        return trains[0].parent.parent
+    archives = sorted(base.rglob("workspace.zip"))
+    if not archives:
+        raise KernelFailure(f"code dataset at {base} has neither src/ nor workspace.zip")
+    return unpack(archives[0], Path(tempfile.mkdtemp(prefix="ws_code_")))
+
+
+def unpack(archive: Path, dest: Path) -> Path:
+    """Unzip ``archive`` into ``dest``, refusing it whole if any member would land outside."""
+    with zipfile.ZipFile(archive) as zf:
+        bad = outside(zf.namelist(), dest)
+        if bad:
+            raise KernelFailure(f"{archive}: member(s) {bad[:3]} point outside {dest}; refusing to unzip")
+        zf.extractall(dest)
+    return dest
+
+
+def requirement_pins(path: Path) -> dict[str, str]:
+    """``name -> name==version`` from a requirements.txt (comments dropped)."""
+    lines = path.read_text().splitlines() if path.is_file() else []
+    return {ln.split("==")[0].strip().lower(): ln.split("#")[0].strip() for ln in lines if "==" in ln}
+
+
+def check_modules(spec: dict, code_dir: Path) -> None:
+    """Modules the workspace imports; with internet on, missing ones are installed at requirements.txt's pins."""
+    missing = [m for m in spec["modules"] if importlib.util.find_spec(m) is None]
+    if not missing:
+        return
+    if not spec["internet"]:
+        raise KernelFailure(f"modules {missing} are not in the Kaggle image and internet is off: push with --internet on")
+    pins = requirement_pins(code_dir / "requirements.txt")
+    names = [{"sklearn": "scikit-learn"}.get(m, m) for m in missing]
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", *[pins.get(n, n) for n in names]], check=True)
+
+
+def find_data(spec: dict) -> Path:
+    """The mounted data folder: the competition or data dataset, plus the spec's subfolder."""
+    src = spec["data_source"]
+    for base in mounts(src["ref"]):
+        root = base / src["subdir"] if src["subdir"] else base
+        if root.is_dir():
+            return root
+    raise KernelFailure(f"data source {src['kind']} {src['ref']} (subfolder {src['subdir']!r}) is not under "
+                        f"{input_dir()}: input has {listing()}")
+
+
+def write_config(spec: dict, code_dir: Path, data_root: Path) -> Path:
+    """The workspace config with [data] root pointed at the mounted data (every other line unchanged)."""
+    lines, section, done = [], "", False
+    for line in (code_dir / spec["config"]).read_text().splitlines():
+        m = re.match(r"\s*\[([^\]]+)\]", line)
+        if m:
+            section = m.group(1).strip()
+        if section == "data" and not done and re.match(r"\s*root\s*=", line):
+            line, done = f"root = {json.dumps(str(data_root))}  # set by run.py", True
+        lines.append(line)
+    if not done:
+        raise KernelFailure(f"{spec['config']} has no [data] root line to point at {data_root}")
+    path = working_dir() / spec["config"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def copy_folds(code_dir: Path) -> None:
+    """The shared fold files travel in the code dataset; training reads them from <working>/folds/."""
+    dest = working_dir() / "folds"
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in sorted((code_dir / "folds").glob("*")):
+        if f.is_file():
+            shutil.copy2(f, dest / f.name)
+
+
+def attach_weights(spec: dict) -> None:
+    """Point src.pretrained (``PRETRAINED_DIR``) and torch/hf caches at the weights dataset, if any."""
+    weights = mounts(spec["weights_dataset"]) if spec.get("weights_dataset") else []
+    if weights:
+        os.environ.update(PRETRAINED_DIR=str(weights[0]), TORCH_HOME=str(weights[0]), HF_HUB_OFFLINE="1")
+
+
+# ----------------------------------------------------------------------------- the GPU
+
+
+def arch_supported(cap: tuple[int, int], arch_list: list[str]) -> bool:
+    """A cubin for sm_XY runs on X.Z >= X.Y of the same major; PTX compute_XY JIT-compiles for anything newer."""
+    for a in arch_list:
+        m = re.fullmatch(r"(sm|compute)_(\d+)(\d)[a-z]?", a)
+        if not m:
+            continue
+        ver = (int(m.group(2)), int(m.group(3)))
+        if m.group(1) == "sm" and ver[0] == cap[0] and ver[1] <= cap[1]:
+            return True
+        if m.group(1) == "compute" and ver <= tuple(cap):
+            return True
+    return False
+
+
+def check_gpu(spec: dict, report: Report, local: bool) -> str:
+    """The device to train on; fails fast when the GPU is missing, too old for this torch, or broken."""
+    import torch
+
+    info = {"torch": torch.__version__, "torch_cuda": torch.version.cuda, "cuda_available": torch.cuda.is_available()}
+    if spec["device"] != "cuda" or (local and not torch.cuda.is_available()):
+        if spec["device"] == "cuda":
+            print("no GPU here: the local run uses the CPU", flush=True)
+        report.update(gpu=info)
+        return "cpu"
+    if not torch.cuda.is_available():
+        report.update(gpu=info)
+        raise KernelFailure(f"the kernel asked for {spec['accelerator']} but no GPU is visible (GPU quota used up, or the "
+                            "accelerator was not granted): check the kernel's session settings on Kaggle")
+    name, cap, arch = torch.cuda.get_device_name(0), torch.cuda.get_device_capability(0), torch.cuda.get_arch_list()
+    info.update(name=name, capability=f"sm_{cap[0]}{cap[1]}", arch_list=arch)
+    report.update(gpu=info)
+    print(f"GPU: {name} (sm_{cap[0]}{cap[1]}); torch {torch.__version__} built for {arch}", flush=True)
+    if not arch_supported(cap, arch):
+        raise KernelFailure(f"GPU {name} (sm_{cap[0]}{cap[1]}) is not supported by torch {torch.__version__} (kernels for "
+                            f"{arch}): push again with --accelerator NvidiaTeslaT4")
+    hint = spec.get("gpu_hint")
+    if hint and hint.lower() not in name.lower():
+        print(f"WARNING: asked for {spec['accelerator']} but got {name}: Kaggle ignored the accelerator", flush=True)
+        report.update(gpu_mismatch=f"asked {spec['accelerator']}, got {name}")
+    try:
+        torch.ones(8, device="cuda").mul(2).sum().item()
+    except RuntimeError as exc:
+        raise KernelFailure(f"CUDA smoke test failed on {name}: {exc}") from None
+    return "cuda"
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def train_argv(spec: dict, config: Path, device: str) -> list[str]:
+    """Arguments of the train/tune module: the kernel's config and working folder, then the pushed settings."""
+    return ["--config", str(config), "--workdir", str(working_dir()), "--device", device, *spec["args"]]
+
+
+def run_module(module: str, argv: list[str], code_dir: Path) -> int:
+    """``python -m module argv`` in this process (torch is imported once); returns the exit status."""
+    sys.argv = [module, *argv]
+    os.chdir(code_dir)
+    try:
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+        return 0
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except Exception:  # noqa: BLE001 - the traceback goes to the kernel log, the status to the report
+        traceback.print_exc()
+        return 1
+
+
+def run(spec: dict, report: Report) -> int:
+    """Every step of the kernel; a failed check raises :class:`KernelFailure`."""
+    t0 = time.time()
+    code_dir = find_code(spec)
+    sys.path.insert(0, str(code_dir))
+    check_modules(spec, code_dir)
+    device = check_gpu(spec, report, is_local())
+    cfg = write_config(spec, code_dir, find_data(spec))
+    copy_folds(code_dir)
+    attach_weights(spec)
+    argv = train_argv(spec, cfg, device)
+    print(f"$ python -m {spec['module']} " + " ".join(argv), flush=True)
+    report.update(status="running", command=["python", "-m", spec["module"], *argv])
+    rc = run_module(spec["module"], argv, code_dir)
+    if not spec.get("keep_cache"):
+        shutil.rmtree(working_dir() / "cache", ignore_errors=True)  # features are rebuilt from the data; keep outputs small
+    report.update(status="done" if rc == 0 else "failed", returncode=rc, seconds=round(time.time() - t0, 1), finished=now())
+    return rc
+
+
+def main(spec: dict) -> int:
+    """Run the kernel described by ``spec``; returns the exit status (the report says why on failure)."""
+    if not spec:
+        print("KERNEL FAILED: this is the kernel template, with no settings: generate a kernel with "
+              "python -m src.kaggle push --no-push and run kernels/<slug>/run.py", file=sys.stderr, flush=True)
+        return 1
+    report = Report(spec)
+    try:
+        report.update(status="starting")
+        return run(spec, report)
+    except KernelFailure as exc:
+        print(f"KERNEL FAILED: {exc}", file=sys.stderr, flush=True)
+        report.update(status="failed", error=str(exc), finished=now())
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(SPEC))
