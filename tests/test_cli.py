@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from fixtures import make_audio_competition
+
 from src.artifacts import read_json
 
 REPO = Path(__file__).resolve().parent.parent
