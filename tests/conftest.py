@@ -8,6 +8,7 @@ Session-scoped fixtures are built once and must be treated as read-only
 * ``tabular``          Comp: tabular CSV with one same-label and one cross-label duplicate pair (function scope)
 * ``arrays``           Comp: arrays layout with mfccs + melgrams, holdout split ``valid``, unlabelled ``test``
 * ``workdir``          a fresh folder for cache/, folds/, runs/ (function scope)
+* ``tab_runs``         (Comp, cfg, Prepared, workdir, fold file, runs): tabular MLP runs a/b (seed 3), c (seed 4, fold 0)
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from fixtures import (  # noqa: E402
     make_audio_competition,
     make_tabular_competition,
 )
+from train_helpers import _train, _write_folds  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -61,3 +63,19 @@ def workdir(tmp_path: Path) -> Path:
     w = tmp_path / "work"
     w.mkdir()
     return w
+
+
+@pytest.fixture(scope="module")
+def tab_runs(tmp_path_factory):
+    """Tabular MLP: two runs with seed 3 (both folds), one with seed 4 (fold 0 only), one fold file."""
+    root = tmp_path_factory.mktemp("tab_train")
+    from src.config import load_config
+    from src.features import prepare
+
+    comp = make_tabular_competition(root, n_per_class=10)
+    cfg = load_config(comp.config)
+    prep = prepare(cfg, root)
+    fp = _write_folds(prep, root)
+    runs = {"a": _train(cfg, prep, root, "mlp", "a", seed=3, plots=True), "b": _train(cfg, prep, root, "mlp", "b", seed=3),
+            "c": _train(cfg, prep, root, "mlp", "c", seed=4, folds=[0])}
+    return comp, cfg, prep, root, fp, runs

@@ -1,30 +1,18 @@
 """Short training runs: seeded reproducibility, the run-folder artifact contract, resuming, refusals."""
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 from fixtures import make_arrays_competition, make_audio_competition, make_tabular_competition
+from train_helpers import _train, _write_folds
 
-from src.artifacts import file_sha256, read_json, write_csv, write_json
+from src.artifacts import file_sha256, read_json, write_json
 from src.config import load_config
 from src.features import prepare
-from src.folds import FoldError, fold_path, make_folds
+from src.folds import FoldError
 from src.train import TrainConfig, run_training
-
-MLP = {"hidden": [16], "dropout": 0.1}
-CNN = {"channels": [4, 8], "dropout": 0.1}
-
-
-def _write_folds(prep, workdir, n_repeats: int = 1):
-    folds, report = make_folds(prep, n_repeats=n_repeats)
-    path = fold_path(prep.cfg, workdir)
-    write_csv(path, folds)
-    write_json(path.with_suffix(".json"), {**report, "sha256": file_sha256(path)})
-    return path
 
 
 def _losses(run_dir, folds=(0, 1)) -> list[tuple[float, float]]:
@@ -32,39 +20,6 @@ def _losses(run_dir, folds=(0, 1)) -> list[tuple[float, float]]:
     for k in folds:
         out += [(h["train_loss"], h["val_loss"]) for h in read_json(run_dir / f"fold{k}_metrics.json")["history"]]
     return out
-
-
-@contextlib.contextmanager
-def no_plots():
-    """Skip curves.png/confusion.png (matplotlib is ~40% of a tiny run); used where plots are not checked."""
-    import src.plots
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(src.plots, "plot_curves", lambda *a, **k: None)
-        mp.setattr(src.plots, "plot_confusion", lambda *a, **k: None)
-        yield
-
-
-def _train(cfg, prep, workdir, model, run_id, seed=3, epochs=3, params=None, plots=False, **kw):
-    tc = TrainConfig(model=model, epochs=epochs, patience=10, batch_size=8, lr=3e-3, seed=seed, run_id=run_id,
-                     device="cpu", model_params=dict(params or (MLP if model == "mlp" else CNN)), **kw)
-    if plots:
-        return run_training(cfg, tc, workdir, prep)
-    with no_plots():
-        return run_training(cfg, tc, workdir, prep)
-
-
-@pytest.fixture(scope="module")
-def tab_runs(tmp_path_factory):
-    """Tabular MLP: two runs with seed 3 (both folds), one with seed 4 (fold 0 only), one fold file."""
-    root = tmp_path_factory.mktemp("tab_train")
-    comp = make_tabular_competition(root, n_per_class=10)
-    cfg = load_config(comp.config)
-    prep = prepare(cfg, root)
-    fp = _write_folds(prep, root)
-    runs = {"a": _train(cfg, prep, root, "mlp", "a", seed=3, plots=True), "b": _train(cfg, prep, root, "mlp", "b", seed=3),
-            "c": _train(cfg, prep, root, "mlp", "c", seed=4, folds=[0])}
-    return comp, cfg, prep, root, fp, runs
 
 
 @pytest.fixture(scope="module")
@@ -168,86 +123,6 @@ def test_resume_refuses_other_model_or_folds(tab_runs):
 
     with pytest.raises(RunError, match="other settings .*model: 'mlp' -> 'mlp_seed'"):
         _train(cfg, prep, root, "mlp_seed", "a", params={"hidden": [16]})
-
-
-def test_resume_refuses_a_changed_fold_file(tab_runs, tmp_path):
-    """Blind spot: resuming on another fold file (same ids, other assignment) must be refused via fold_sha256."""
-    comp, cfg, prep, root, fp, runs = tab_runs
-    from src.errors import RunError
-
-    other = tmp_path / "other_folds.csv"
-    df = pd.read_csv(fp, dtype={"id": str})
-    df["fold"] = 1 - df["fold"]
-    df.to_csv(other, index=False)
-    run = _train(cfg, prep, root, "mlp", "ff-resume", folds=[0])
-    with pytest.raises(RunError, match="different fold file"):
-        _train(cfg, prep, root, "mlp", "ff-resume", fold_file=str(other))
-    assert read_json(run / "metrics.json")["folds_done"] == [0]  # nothing lost
-
-
-@pytest.mark.parametrize("change", [{"lr": 1e-2}, {"batch_size": 4}, {"params": {"hidden": [8], "dropout": 0.1}}],
-                         ids=["lr", "batch_size", "model_params"])
-def test_resume_refuses_changed_settings(tab_runs, change):
-    """Blind spot: resuming with other settings would mix folds trained differently."""
-    comp, cfg, prep, root, fp, runs = tab_runs
-    from src.errors import RunError
-
-    rid = f"set-{next(iter(change))}"
-    _train(cfg, prep, root, "mlp", rid, folds=[0])
-    values = {"model": "mlp", "epochs": 3, "patience": 10, "batch_size": 8, "lr": 3e-3, "seed": 3, "run_id": rid, "device": "cpu",
-              "model_params": dict(MLP), "plots": False}
-    values.update({("model_params" if k == "params" else k): v for k, v in change.items()})
-    with pytest.raises(RunError, match="other settings"):
-        run_training(cfg, TrainConfig(**values), root, prep)
-
-
-def test_resume_refuses_changed_input_settings(tmp_path):
-    """A [features]/[audio] change between two invocations of one run id mixed folds on 50 and 26 inputs."""
-    from src.errors import RunError
-
-    comp = make_audio_competition(tmp_path / "comp", n_per_class=4)
-    work = tmp_path / "work"
-    cfg = load_config(comp.config)
-    prep = prepare(cfg, work, workers=1)
-    _write_folds(prep, work)
-    _train(cfg, prep, work, "mlp", "inputs", folds=[0], epochs=1)
-    cfg2 = load_config(comp.config)
-    cfg2.features.vector = ["mfcc_stats"]
-    with pytest.raises(RunError, match=r"other data/audio/feature settings \(features.vector differ\)"):
-        _train(cfg2, prepare(cfg2, work, workers=1), work, "mlp", "inputs", epochs=1)
-
-
-def test_failed_run_folder_does_not_block_its_run_id(tab_runs):
-    """A run whose first fold failed left a config.json that blocked the same --run-id with other settings."""
-    comp, cfg, prep, root, fp, runs = tab_runs
-    from src.errors import ConfigError
-
-    with pytest.raises(ConfigError, match="unknown activation 'nope'"):  # fails in the model builder, fold 0
-        _train(cfg, prep, root, "mlp", "failed-first", params={"hidden": [16], "activation": "nope"})
-    assert read_json(root / "runs" / "failed-first" / "fold_status.json")["0"]["status"] == "failed"
-    run = _train(cfg, prep, root, "mlp", "failed-first", params={"hidden": [16]}, folds=[0])
-    assert read_json(run / "config.json")["train"]["model_params"] == {"hidden": [16]}
-
-
-def test_two_processes_cannot_train_one_run_id(tab_runs):
-    """The run lock: a second trainer of the same run id is refused while the first holds it."""
-    comp, cfg, prep, root, fp, runs = tab_runs
-    from src.errors import RunError
-    from src.train import run_lock
-
-    with run_lock(root / "runs" / "locked"):
-        with pytest.raises(RunError, match="being trained by another process"):
-            _train(cfg, prep, root, "mlp", "locked", epochs=1)
-
-
-def test_diverging_run_says_so(tab_runs):
-    comp, cfg, prep, root, fp, runs = tab_runs
-    from src.errors import RunError
-
-    tc = TrainConfig(model="mlp", epochs=3, batch_size=8, lr=1e12, optimizer="sgd", momentum=0.0, seed=3, run_id="diverge",
-                     device="cpu", model_params={"hidden": [16], "batch_norm": False}, plots=False)
-    with pytest.raises(RunError, match="training diverged .*lower --lr"):
-        run_training(cfg, tc, root, prep)
 
 
 def test_training_refuses_missing_fold_file(tmp_path):
