@@ -24,10 +24,10 @@ from .artifacts import file_sha256, read_json, write_json
 from .errors import KaggleError
 from .kaggle_api import check_reachable, kaggle_cli, load_state, now, save_state, short
 from .kaggle_kernels import embedded_spec, read_spec
+from .runs import fold_files
 
 log = logging.getLogger(__name__)
 TERMINAL = {"COMPLETE", "ERROR", "CANCEL_ACKNOWLEDGED", "CANCEL_REQUESTED"}
-PER_FOLD_FILES = ("fold{k}.pt", "fold{k}_preds.npz", "fold{k}_metrics.json")
 
 
 # ----------------------------------------------------------------------------- status
@@ -133,9 +133,9 @@ def check_fold_status(run_dir: Path, folds: list[int] | None) -> list[int]:
         raise KaggleError(f"{run_dir.name}: fold(s) {missing or 'all'} missing from fold_status.json",
                           "the kernel stopped early: see its log (pull keeps it as kaggle_<slug>.log) and push again")
     for k in done:
-        for f in PER_FOLD_FILES:
-            if not (run_dir / f.format(k=k)).is_file():
-                raise KaggleError(f"{run_dir.name}: {f.format(k=k)} missing (artifact contract); the kernel output is incomplete",
+        for f in fold_files(run_dir, k):
+            if not (run_dir / f).is_file():
+                raise KaggleError(f"{run_dir.name}: {f} missing (artifact contract); the kernel output is incomplete",
                                   "push the kernel again")
     return done
 
@@ -234,8 +234,8 @@ def _copy_fold_files(parts: list[Path], dest: Path) -> tuple[list[int], list]:
     for p in parts:
         for k in read_json(p / "fold_status.json"):
             folds.append(int(k))
-            for f in PER_FOLD_FILES:
-                shutil.copy2(p / f.format(k=k), dest / f.format(k=k))
+            for f in fold_files(p, int(k)):
+                shutil.copy2(p / f, dest / f)
         skipped += [s for s in read_json(p / "config.json").get("skipped", []) if s not in skipped]
         for extra in p.glob("kaggle_*.log"):
             shutil.copy2(extra, dest / extra.name)

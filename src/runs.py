@@ -4,7 +4,8 @@
 
     config.json        workspace config, train config, fold file + sha256, fold column, classes,
                        targets, task, training-id hash, code version, skipped clips
-    fold<k>.pt         best checkpoint of fold k (with the fold's normalisation statistics)
+    fold<k>.pt         best checkpoint of fold k (with the fold's normalisation statistics);
+                       fold<k>.joblib instead for a scikit-learn head (src.heads)
     fold<k>_preds.npz  val_rows, val (OOF rows of fold k), test, holdout: resuming and merging
     fold<k>_metrics.json  best-epoch metrics and per-epoch history of fold k
     fold_status.json   per fold: status (running/done/failed/interrupted), times, error
@@ -53,6 +54,12 @@ def fold_column(repeat: int) -> str:
 
 def ids_hash(ids: Any) -> str:
     return stable_hash(list(map(str, ids)), n=16)
+
+
+def fold_files(root: Path, k: int) -> list[str]:
+    """The per-fold files of the contract for fold k: its model file (``.pt`` or ``.joblib``), predictions and metrics."""
+    model = next((n for n in (f"fold{k}.pt", f"fold{k}.joblib") if (Path(root) / n).is_file()), f"fold{k}.pt")
+    return [model, f"fold{k}_preds.npz", f"fold{k}_metrics.json"]
 
 
 def check_compatible(a: dict, b: dict, names: tuple[str, str], keys: list[str] | None = None,

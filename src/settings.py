@@ -20,7 +20,7 @@ import ast
 import dataclasses
 import typing
 from dataclasses import field
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 from pydantic import ConfigDict, ValidationError
 from pydantic.dataclasses import dataclass
@@ -29,7 +29,8 @@ from .errors import ConfigError
 
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "spearman", "rmse")
 # applies-to tags: which models a setting does something for (see src.models.ModelSpec)
-SPEC, TRANSFER, CLASSIFICATION, REGRESSION = "spectrogram models", "timm backbones", "classification", "regression"
+SPEC, TRANSFER, CLASSIFICATION, REGRESSION = "spectrogram models", "pretrained backbones", "classification", "regression"
+NEURAL = "gradient-trained models"  # not the scikit-learn heads (logreg, svm, ridge)
 
 
 def setting(default: Any, help: str, *applies: str, flag: str = "") -> Any:
@@ -45,25 +46,25 @@ class TrainConfig:
     """How one model is trained on every fold (see the module docstring for where each value comes from)."""
 
     model: str = setting("", "registered model name or any timm model name (see README: Models)")
-    epochs: int = setting(30, "maximum epochs per fold")
-    batch_size: int = setting(32, "training batch size (prediction uses it for spectrogram nets)")
-    lr: float = setting(1e-3, "learning rate (of the head, with --layer-decay)")
-    weight_decay: float = setting(1e-4, "weight decay")
-    optimizer: Literal["sgd", "adam", "adamw", "rmsprop", "adagrad"] = setting("adamw", "optimizer")
-    momentum: float = setting(0.9, "SGD momentum (Nesterov)")
-    scheduler: Literal["none", "step", "cosine", "onecycle", "plateau"] = setting("none", "learning-rate schedule")
-    warmup_epochs: int = setting(0, "linear warm-up epochs of the cosine schedule")
-    step_size: int = setting(10, "step schedule: epochs per decay")
-    gamma: float = setting(0.5, "step / plateau decay factor")
-    grad_clip: float = setting(0.0, "maximum gradient norm (0: off)")
-    patience: int = setting(8, "early stopping: epochs without improvement of the metric")
-    label_smoothing: float = setting(0.0, "label smoothing of the cross-entropy", CLASSIFICATION)
+    epochs: int = setting(30, "maximum epochs per fold", NEURAL)
+    batch_size: int = setting(32, "training batch size (prediction uses it for spectrogram nets)", NEURAL)
+    lr: float = setting(1e-3, "learning rate (of the head, with --layer-decay)", NEURAL)
+    weight_decay: float = setting(1e-4, "weight decay", NEURAL)
+    optimizer: Literal["sgd", "adam", "adamw", "rmsprop", "adagrad"] = setting("adamw", "optimizer", NEURAL)
+    momentum: float = setting(0.9, "SGD momentum (Nesterov)", NEURAL)
+    scheduler: Literal["none", "step", "cosine", "onecycle", "plateau"] = setting("none", "learning-rate schedule", NEURAL)
+    warmup_epochs: int = setting(0, "linear warm-up epochs of the cosine schedule", NEURAL)
+    step_size: int = setting(10, "step schedule: epochs per decay", NEURAL)
+    gamma: float = setting(0.5, "step / plateau decay factor", NEURAL)
+    grad_clip: float = setting(0.0, "maximum gradient norm (0: off)", NEURAL)
+    patience: int = setting(8, "early stopping: epochs without improvement of the metric", NEURAL)
+    label_smoothing: float = setting(0.0, "label smoothing of the cross-entropy", CLASSIFICATION, NEURAL)
     seed: int = setting(42, "the one seed of the run (fold k uses seed + k)")
     folds: list[int] | None = setting(None, "folds to train (default: every fold of the fold file)")
     repeat: int = setting(0, "repeated k-fold: which fold column (0: fold, 1: fold_r1, ...)")
     device: Literal["auto", "cpu", "cuda"] = setting("auto", "where to train")
-    amp: bool = setting(True, "mixed precision on CUDA (bf16 where supported, else fp16 + grad scaling)")
-    channels_last: bool = setting(True, "channels-last memory format on CUDA")
+    amp: bool = setting(True, "mixed precision on CUDA (bf16 where supported, else fp16 + grad scaling)", NEURAL)
+    channels_last: bool = setting(True, "channels-last memory format on CUDA", NEURAL)
     metric: Literal["", "accuracy", "balanced_accuracy", "macro_f1", "spearman", "rmse"] = setting(
         "", "model-selection metric ('': the competition metric)")
     model_params: dict[str, Any] = setting({}, "model constructor parameters (--param KEY=VALUE)")
@@ -75,18 +76,18 @@ class TrainConfig:
     scale: float = setting(0.0, "max zoom as a fraction (0.1: 0.9-1.1)", SPEC)
     aug_p: float = setting(0.5, "probability of the affine transform per sample", SPEC)
     crop_frames: int = setting(0, "random time crop in training, centre crop at evaluation (0: off)", SPEC)
-    mixup_alpha: float = setting(0.0, "mixup Beta(alpha, alpha) (0: off)", CLASSIFICATION)
+    mixup_alpha: float = setting(0.0, "mixup Beta(alpha, alpha) (0: off)", CLASSIFICATION, NEURAL)
     cutmix_alpha: float = setting(0.0, "cutmix along time (0: off)", SPEC, CLASSIFICATION)
     tta: int = setting(0, "test-time augmentation: time crops/shifts averaged (0/1: off)", SPEC)
     freeze_epochs: int = setting(0, "backbone frozen for the first N epochs (-1: for good)", TRANSFER)
     unfreeze_every: int = setting(0, "progressive unfreezing: one more layer group every N epochs", TRANSFER)
     freeze_bn: bool = setting(False, "frozen groups keep their BatchNorm statistics", TRANSFER)
     layer_decay: float = setting(1.0, "discriminative LR: group i of n gets lr * decay^(n-1-i)", TRANSFER)
-    init_checkpoint: str = setting("", "fine-tune from one of our own runs/<id>/fold<k>.pt")
-    loss: Literal["mse", "l1"] = setting("mse", "regression loss", REGRESSION)
-    task_weights: list[float] | None = setting(None, "per-target loss weights (regression with several targets)", REGRESSION)
+    init_checkpoint: str = setting("", "fine-tune from one of our own runs/<id>/fold<k>.pt", NEURAL)
+    loss: Literal["mse", "l1"] = setting("mse", "regression loss", REGRESSION, NEURAL)
+    task_weights: list[float] | None = setting(None, "per-target loss weights (regression with several targets)", REGRESSION, NEURAL)
     aggregate: Literal["mean", "max", "logmean"] = setting("mean", "segment -> clip aggregation of probabilities", CLASSIFICATION)
-    overfit_batches: int = setting(0, "train and validate on N fixed batches: can the net fit at all?", flag="--overfit-batch")
+    overfit_batches: int = setting(0, "train and validate on N fixed batches: can the net fit at all?", NEURAL, flag="--overfit-batch")
     plots: bool = setting(True, "write curves.png / confusion.png")
     run_id: str = setting("", "run folder name under runs/ (default: <name>-<model>-<time>); reuse it to resume")
     fold_file: str = setting("", "fold file (default: folds/<name>_k<n_splits>.csv)")
@@ -184,13 +185,27 @@ def changed(tc: TrainConfig) -> dict[str, Any]:
     return {k: getattr(tc, k) for k in FIELDS if getattr(tc, k) != getattr(DEFAULTS, k)}
 
 
-def check_applicable(tc: TrainConfig, capabilities: set[str], model_desc: str, sources: dict[str, str]) -> None:
-    """Refuse settings that do nothing for this model and task; ``sources`` says where each value came from."""
-    problems = []
+def check_applicable(tc: TrainConfig, capabilities: set[str], model_desc: str, sources: dict[str, str],
+                     soft: Callable[[str], bool] = lambda source: False) -> list[str]:
+    """Refuse settings that do nothing for this model and task; ``sources`` says where each value came from.
+
+    A value whose source is ``soft`` (the config's ``[train]`` section: competition-wide defaults, not a
+    request for this run) is reset to its default instead, and its description returned so the caller
+    can log and record it; every other value that does not apply is an error.
+    """
+    problems, dropped = [], []
     for name, value in changed(tc).items():
         missing = [need for need in FIELDS[name].metadata["applies"] if need not in capabilities]
-        if missing:
-            problems.append(f"{flag_of(name)} {value!r} (from {sources.get(name, 'the settings')}) applies to {' + '.join(missing)} only")
+        if not missing:
+            continue
+        source = sources.get(name, "the settings")
+        text = f"{flag_of(name)} {value!r} (from {source}) applies to {' + '.join(missing)} only"
+        if soft(source):
+            setattr(tc, name, getattr(DEFAULTS, name))
+            dropped.append(text)
+        else:
+            problems.append(text)
     if problems:
         raise ConfigError(f"settings that do not apply to {model_desc}: " + "; ".join(problems),
-                          "remove them (from the command line or the config's [train] section) or choose a model they apply to")
+                          "remove them (from the command line, --param or --params) or choose a model they apply to")
+    return dropped

@@ -27,6 +27,7 @@ from src import kaggle_kernels as kern
 from src import kaggle_pull as kp
 from src.artifacts import read_json, write_csv, write_json
 from src.errors import KaggleError
+from src.runs import fold_files
 
 SLUG = "tiny"  # competition slug == data/<slug>/ folder of the fixture
 
@@ -236,8 +237,8 @@ def push_per_fold(ws: Path, server: StandIn, trained_run: Path, status: dict | N
         part.mkdir(parents=True)
         shutil.copy2(trained_run / "config.json", part / "config.json")
         write_json(part / "fold_status.json", {str(k): (status or {}).get(k, done[str(k)])})
-        for f in kp.PER_FOLD_FILES:
-            shutil.copy2(trained_run / f.format(k=k), part / f.format(k=k))
+        for f in fold_files(trained_run, k):
+            shutil.copy2(trained_run / f, part / f)
         serve_outputs(server, r["ref"], part.parent.parent)
     return recs
 
@@ -468,7 +469,7 @@ def test_push_param_is_routed_and_checked_like_train(ws: Path) -> None:
     from src.train import resolve_train_config
 
     cfg = ws / "configs" / "tiny.toml"
-    with pytest.raises(KaggleError, match=r"--layer-decay 0.7 \(from push --param\) applies to timm backbones only"):
+    with pytest.raises(KaggleError, match=r"--layer-decay 0.7 \(from push --param\) applies to pretrained backbones only"):
         kern.push(cfg, push_args(model="cnn", no_push=True, param_list=["layer_decay=0.7"]), ws)
     with pytest.raises(KaggleError, match=r"--param hiden: model mlp"):
         kern.push(cfg, push_args(no_push=True, param_list=["hiden=[64]"]), ws)

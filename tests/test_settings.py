@@ -77,9 +77,9 @@ def test_registry_params_are_checked_against_the_builder(name):
 
 
 def test_transfer_capability_only_on_backbones():
-    assert "timm backbones" in get_spec("resnet18").capabilities
-    assert "timm backbones" not in get_spec("cnn").capabilities
-    assert get_spec("mlp").capabilities == set()
+    assert "pretrained backbones" in get_spec("resnet18").capabilities
+    assert "pretrained backbones" not in get_spec("cnn").capabilities
+    assert get_spec("mlp").capabilities == {"gradient-trained models"}
     assert "in_chans" in get_spec("resnet18").accepted_params()
     assert "in_chans" not in get_spec("cnn").accepted_params()  # a 3-channel cnn would be fed 1 channel
 
@@ -105,18 +105,24 @@ def test_settings_that_apply_pass():
     check_applicable(TrainConfig(model="mlp", loss="l1"), get_spec("mlp").capabilities | {REGRESSION}, "mlp", {})
 
 
-def test_config_train_section_that_does_not_apply_names_its_source(tabular):
-    """[train] freq_mask = 8 in a config, then --model mlp: refused, and the message says it came from [train]."""
+def test_config_train_defaults_that_do_not_apply_are_dropped_and_said(tabular, caplog):
+    """[train] holds competition-wide defaults: one that does nothing for the chosen model (freq_mask for mlp) is not
+    applied, and the run says so (log + config.json); the same value given for this run is an error (see above)."""
     import tomllib
 
     from fixtures import write_toml
 
     raw = tomllib.loads(tabular.config.read_text())
-    raw["train"] = {"freq_mask": 8}
+    raw["train"] = {"freq_mask": 8, "epochs": 5}
     write_toml(tabular.config, raw)
     cfg = load_config(tabular.config)
     tc, sources = resolve_train_config(cfg, "mlp")
-    with pytest.raises(ConfigError, match=r"--freq-mask 8 \(from \[train\] of .*\.toml\) applies to spectrogram models only"):
+    dropped = check_train_config(cfg, tc, sources)
+    assert tc.freq_mask == 0 and tc.epochs == 5
+    assert dropped == [f"--freq-mask 8 (from [train] of {tabular.config.name}) applies to spectrogram models only"]
+    assert "not used: --freq-mask 8" in caplog.text
+    tc, sources = resolve_train_config(cfg, "mlp", flags={"freq_mask": 8})
+    with pytest.raises(ConfigError, match=r"--freq-mask 8 \(from the command line\)"):
         check_train_config(cfg, tc, sources)
 
 

@@ -112,7 +112,7 @@ def test_flag_that_does_not_apply_is_refused(tab, capsys):
     code, _, err = run_cli("train", ["--config", str(comp.config), "--workdir", str(work), "--model", "mlp", "--freq-mask", "8",
                                      "--layer-decay", "0.7"], capsys)
     assert_clean_error(code, err, "--freq-mask 8 (from the command line) applies to spectrogram models only",
-                       "--layer-decay 0.7 (from the command line) applies to timm backbones only")
+                       "--layer-decay 0.7 (from the command line) applies to pretrained backbones only")
 
 
 def test_bad_choice_is_refused_by_argparse_with_the_choices(tab, capsys):
