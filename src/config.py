@@ -103,7 +103,9 @@ class FoldsConfig:
 @dataclass(config=STRICT)
 class FeaturesConfig:
     # feature-vector models on audio data use these cached clip summaries
-    vector: list[Literal["mfcc_stats", "chroma_stats"]] = field(default_factory=lambda: ["mfcc_stats", "chroma_stats"])
+    # clip summaries vector models see on audio data: MFCC/chroma mean+std, or frozen musicnn embeddings (mean+std, 400-d)
+    vector: list[Literal["mfcc_stats", "chroma_stats", "musicnn_msd", "musicnn_mtt"]] = field(
+        default_factory=lambda: ["mfcc_stats", "chroma_stats"])
 
 
 @dataclasses.dataclass

@@ -32,7 +32,7 @@ import multiprocessing as mp
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -121,8 +121,21 @@ def _extract(path: str) -> dict:
 # ----------------------------------------------------------------------------- cache (main side)
 
 
-def cache_dir(cfg: WorkspaceConfig, ds: Dataset, workdir: Path) -> Path:
-    """The cache folder for these parameters and files (what the key trusts: see the module docstring)."""
+RECIPES = ("logmel", "musicnn")
+
+
+def recipe_params(cfg: WorkspaceConfig, recipe: str) -> dict:
+    """What a spectrogram recipe computes, as the cache key sees it: the config's ``[audio]`` for ``logmel``;
+    a model family's fixed front end (src.embeddings) plus the config's cropping for the others."""
+    if recipe == "logmel":
+        return asdict(cfg.audio)
+    from .embeddings import recipe_params as family_params
+
+    return family_params(recipe, cfg.audio)
+
+
+def cache_dir(cfg: WorkspaceConfig, ds: Dataset, workdir: Path, recipe: str = "logmel") -> Path:
+    """The cache folder for this recipe and these files (what the key trusts: see the module docstring)."""
     files = []
     for split in SPLITS:
         for p in ds.frame(split).get("path", []):
@@ -132,8 +145,11 @@ def cache_dir(cfg: WorkspaceConfig, ds: Dataset, workdir: Path) -> Path:
                 files.append((split, p, "missing"))
                 continue
             files.append((split, p, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns))
-    key = stable_hash({"audio": asdict(cfg.audio), "files": files, "v": 2})
-    return Path(workdir) / "cache" / "features" / f"{cfg.name}-{key}"
+    if recipe == "logmel":
+        key = stable_hash({"audio": asdict(cfg.audio), "files": files, "v": 2})
+        return Path(workdir) / "cache" / "features" / f"{cfg.name}-{key}"
+    key = stable_hash({"recipe": recipe_params(cfg, recipe), "files": files, "v": 2})
+    return Path(workdir) / "cache" / "features" / f"{cfg.name}-{recipe}-{key}"
 
 
 def all_clips(ds: Dataset) -> pd.DataFrame:
@@ -141,9 +157,15 @@ def all_clips(ds: Dataset) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)[["split", "id", "path"]]
 
 
-def build_cache(cfg: WorkspaceConfig, ds: Dataset, workdir: Path, workers: int | None = None) -> Path:
-    """Extract features for every clip unless a complete cache exists. Returns the cache folder."""
-    out = cache_dir(cfg, ds, workdir)
+def build_cache(cfg: WorkspaceConfig, ds: Dataset, workdir: Path, workers: int | None = None, recipe: str = "logmel") -> Path:
+    """Extract features for every clip unless a complete cache of this recipe exists. Returns the cache folder.
+
+    One cache entry per spectrogram recipe, each built once and keyed by its own parameters: a model whose
+    front end differs from the config's (musicnn: 16 kHz, 96 mels, its log compression) gets its own entry,
+    never the other recipe's spectrograms."""
+    if recipe not in RECIPES:
+        raise DataError(f"unknown spectrogram recipe {recipe!r}", f"use one of {list(RECIPES)}")
+    out = cache_dir(cfg, ds, workdir, recipe)
     if (out / "meta.json").is_file():
         log.info("feature cache hit: %s", out)
         return out
@@ -151,25 +173,34 @@ def build_cache(cfg: WorkspaceConfig, ds: Dataset, workdir: Path, workers: int |
     clips = all_clips(ds)
     workers = workers or min(os.cpu_count() or 1, max(1, len(clips) // 16))
     t0 = time.perf_counter()
-    results = _run_extraction(cfg.audio, clips["path"].tolist(), workers, out)
-    _write_cache(cfg, clips, results, out, time.perf_counter() - t0, workers)
+    results = _run_extraction(make_extractor(cfg, recipe), clips["path"].tolist(), workers, out, recipe)
+    _write_cache(cfg, clips, results, out, time.perf_counter() - t0, workers, recipe)
     return out
 
 
-def _run_extraction(a: AudioConfig, paths: list[str], workers: int, out: Path) -> list[dict]:
+def make_extractor(cfg: WorkspaceConfig, recipe: str):
+    """The per-clip extractor of a recipe (a picklable callable path -> dict; forked workers inherit it)."""
+    if recipe == "logmel":
+        return _Extractor(cfg.audio)
+    from .embeddings import FamilyExtractor
+
+    return FamilyExtractor(recipe, cfg.audio)
+
+
+def _run_extraction(extractor, paths: list[str], workers: int, out: Path, recipe: str = "logmel") -> list[dict]:
     """Stream segments to a raw file as they arrive so memory stays flat; keep the small stats."""
     from tqdm.auto import tqdm
 
     global _EXTRACTOR
-    _EXTRACTOR = _Extractor(a)  # built once here; forked workers inherit it (no re-import of torch/librosa)
+    _EXTRACTOR = extractor  # built once here; forked workers inherit it (no re-import of torch/librosa)
     raw = out / "logmel.raw.tmp"
     with open(raw, "wb") as fh:
         if workers > 1:
             # fork, as torch's DataLoader does on Linux: workers only run single-threaded CPU ops
             with mp.get_context("fork").Pool(workers, initializer=_init_worker) as pool:
                 it = pool.imap(_extract, paths, chunksize=4)
-                return [_take(r, fh) for r in tqdm(it, total=len(paths), desc="log-mel", unit="clip")]
-        return [_take(_extract(p), fh) for p in tqdm(paths, desc="log-mel", unit="clip")]
+                return [_take(r, fh) for r in tqdm(it, total=len(paths), desc=recipe, unit="clip")]
+        return [_take(_extract(p), fh) for p in tqdm(paths, desc=recipe, unit="clip")]
 
 
 def _take(r: dict, fh) -> dict:
@@ -180,7 +211,8 @@ def _take(r: dict, fh) -> dict:
     return r
 
 
-def _write_cache(cfg: WorkspaceConfig, clips: pd.DataFrame, results: list[dict], out: Path, secs: float, workers: int) -> None:
+def _write_cache(cfg: WorkspaceConfig, clips: pd.DataFrame, results: list[dict], out: Path, secs: float, workers: int,
+                 recipe: str = "logmel") -> None:
     ok = np.array(["error" not in r for r in results])
     n_seg = np.array([r.get("n_segments", 0) for r in results], dtype=np.int64)
     clips = clips.assign(ok=ok, error=[r.get("error", "") for r in results],
@@ -189,14 +221,14 @@ def _write_cache(cfg: WorkspaceConfig, clips: pd.DataFrame, results: list[dict],
     total = int(n_seg.sum())
     _raw_to_npy(out / "logmel.raw.tmp", out / "logmel.npy", (total, *shape))
     write_npy(out / "seg_clip.npy", np.repeat(np.arange(len(clips)), n_seg).astype(np.int32))
-    for key, dim in (("mfcc", 2 * cfg.audio.n_mfcc), ("chroma", 24)):
+    for key, dim in (("mfcc", 2 * cfg.audio.n_mfcc), ("chroma", 24)) if recipe == "logmel" else ():
         mat = np.full((len(clips), dim), np.nan, dtype=np.float32)
         for i, r in enumerate(results):
             if key in r:
                 mat[i] = r[key]
         write_npy(out / f"{key}_stats.npy", mat)
     write_csv(out / "clips.csv", clips)
-    write_json(out / "meta.json", {"audio": asdict(cfg.audio), "n_clips": len(clips), "n_segments": total,
+    write_json(out / "meta.json", {"recipe": recipe, "audio": recipe_params(cfg, recipe), "n_clips": len(clips), "n_segments": total,
                                    "n_errors": int((~ok).sum()), "seconds": round(secs, 3), "workers": workers,
                                    "clips_per_second": round(len(clips) / max(secs, 1e-9), 2)})
     log.info("features: %d clips, %d segments in %.1fs (%.1f clips/s, %d workers) -> %s",
@@ -222,10 +254,20 @@ class Prepared:
 
     cfg: WorkspaceConfig
     ds: Dataset
-    cache: Path | None = None
+    cache: Path | None = None  # the logmel recipe's cache ([audio] of the config)
+    workdir: Path = Path(".")
+    caches: dict[str, Path] = field(default_factory=dict)  # other recipes' caches, built on first use
 
-    def items(self, input_kind: str, split: str) -> Items:
-        """Inputs for a model that takes ``vector`` or ``spec`` input."""
+    def recipe_cache(self, recipe: str) -> Path:
+        """The cache of ``recipe`` (built once, on first use, from the same clips)."""
+        if recipe == "logmel":
+            return self.cache
+        if recipe not in self.caches:
+            self.caches[recipe] = build_cache(self.cfg, self.ds, self.workdir, None, recipe)
+        return self.caches[recipe]
+
+    def items(self, input_kind: str, split: str, recipe: str = "logmel") -> Items:
+        """Inputs for a model that takes ``vector`` or ``spec`` input (spectrograms of ``recipe``)."""
         n_rows = len(self.ds.frame(split))
         if self.cfg.data.kind in ("tabular", "arrays"):
             X = self.ds.arrays.get(split)
@@ -243,21 +285,33 @@ class Prepared:
             skipped = {s["id"] for s in self.ds.skipped if s["split"] == split}
             rows = np.flatnonzero(~df["id"].isin(skipped).to_numpy())  # skipped test rows get the prior
             return Items(load_images(df.iloc[rows], self.cfg.data.image_size, split), rows.astype(np.int64), n_rows)
-        return self._audio_items(input_kind, split, n_rows)
+        if recipe != "logmel" and self.cfg.data.kind != "audio":
+            raise DataError(f"recipe {recipe!r} needs audio; [data] kind is {self.cfg.data.kind!r}", "choose a model for this data")
+        return self._audio_items(input_kind, split, n_rows, recipe)
 
-    def _audio_items(self, input_kind: str, split: str, n_rows: int) -> Items:
-        clips = pd.read_csv(self.cache / "clips.csv", keep_default_na=False, dtype={"id": str})
+    def _audio_items(self, input_kind: str, split: str, n_rows: int, recipe: str = "logmel") -> Items:
+        cache = self.recipe_cache(recipe)
+        clips = pd.read_csv(cache / "clips.csv", keep_default_na=False, dtype={"id": str})
         clips = clips[clips["split"] == split]
         pos = pd.Series(np.arange(n_rows), index=self.ds.frame(split)["id"].to_numpy())
         clips = clips[clips["ok"] & clips["id"].isin(pos.index)]
         rows = pos.loc[clips["id"]].to_numpy()
         if input_kind == "vector":
-            mats = [np.load(self.cache / f"{v.split('_')[0]}_stats.npy")[clips.index] for v in self.cfg.features.vector]
+            mats = [self.clip_vectors(v)[clips.index] for v in self.cfg.features.vector]
             return Items(np.concatenate(mats, axis=1), rows, n_rows)
-        logmel = np.load(self.cache / "logmel.npy", mmap_mode="r")
+        logmel = np.load(cache / "logmel.npy", mmap_mode="r")
         seg_idx = np.concatenate([np.arange(s, s + n) for s, n in zip(clips["seg_start"], clips["n_segments"])] or [np.zeros(0, int)])
         seg_rows = np.repeat(rows, clips["n_segments"].to_numpy())
         return Items(_MmapRows(logmel, seg_idx), seg_rows.astype(np.int64), n_rows)
+
+
+    def clip_vectors(self, name: str) -> np.ndarray:
+        """(n_clips, D) clip summaries of ``[features] vector`` entry ``name``, in the cache's clip order."""
+        if name in ("mfcc_stats", "chroma_stats"):
+            return np.load(self.cache / f"{name.split('_')[0]}_stats.npy")
+        from .embeddings import clip_embedding_stats
+
+        return clip_embedding_stats(self, name)
 
 
 class _MmapRows:
@@ -308,7 +362,7 @@ def prepare(cfg: WorkspaceConfig, workdir: str | Path = ".", workers: int | None
     if cfg.data.kind == "images":
         apply_on_corrupt(cfg, ds, ds.missing, "file")
     if cfg.data.kind != "audio":
-        return Prepared(cfg, ds)
+        return Prepared(cfg, ds, workdir=Path(workdir))
     cache = build_cache(cfg, ds, Path(workdir), workers)
     clips = pd.read_csv(cache / "clips.csv", keep_default_na=False, dtype={"id": str})
     bad = clips[~clips["ok"].astype(bool)][["split", "id", "path", "error"]].to_dict("records")
@@ -316,7 +370,7 @@ def prepare(cfg: WorkspaceConfig, workdir: str | Path = ".", workers: int | None
     for b in bad:
         b["error"] = why_missing.get((b["split"], b["id"]), b["error"])
     apply_on_corrupt(cfg, ds, bad, "clip")
-    return Prepared(cfg, ds, cache)
+    return Prepared(cfg, ds, cache, Path(workdir))
 
 
 def apply_on_corrupt(cfg: WorkspaceConfig, ds: Dataset, bad: list[dict], noun: str) -> None:

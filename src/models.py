@@ -19,6 +19,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from . import heads, musicnn
 from .errors import ConfigError
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -38,23 +39,29 @@ class ModelSpec:
     # fields (lr, weight_decay, batch_size, optimizer, ...) go there, the rest are model params.
     space: Callable[[Any], dict[str, Any]] | None = None
     transfer: bool = False  # a pretrained backbone with layer groups: freezing and layer decay apply
+    kind: str = "torch"  # "torch": trained by gradient descent in src.train; "sklearn": a scikit-learn estimator (src.heads)
+    tasks: tuple[str, ...] = ("classification", "regression")
+    normalize: bool = True  # standardise inputs with training-fold statistics (False: the net normalises itself)
+    recipe: str = "logmel"  # spectrogram recipe of the feature cache: "logmel" ([audio] of the config) or a model family's own
 
     @property
     def capabilities(self) -> set[str]:
         """What the model can use, in the tags of ``src.settings`` (the task's tag is added by the trainer)."""
-        from .settings import SPEC, TRANSFER
+        from .settings import NEURAL, SPEC, TRANSFER
 
-        return ({SPEC} if self.input == "spec" else set()) | ({TRANSFER} if self.transfer else set())
+        return ({SPEC} if self.input == "spec" else set()) | ({TRANSFER} if self.transfer else set()) | \
+            ({NEURAL} if self.kind == "torch" else set())
 
     def describe(self) -> str:
         kind = "spectrogram" if self.input == "spec" else "feature-vector"
-        return f"model {self.name} ({kind} input{', pretrained backbone' if self.transfer else ''})"
+        extra = ", pretrained backbone" if self.transfer else (", scikit-learn" if self.kind == "sklearn" else "")
+        return f"model {self.name} ({kind} input{extra})"
 
     def accepted_params(self) -> set[str] | None:
         """Constructor parameters a user may set (None: any, the builder forwards unknown keywords)."""
         sig = inspect.signature(self.builder).parameters
         names = {n for n, prm in sig.items() if prm.kind in (prm.POSITIONAL_OR_KEYWORD, prm.KEYWORD_ONLY)}
-        names -= {"num_classes", "in_features", "input_shape", "name"}
+        names -= {"num_classes", "in_features", "input_shape", "name", "task", "seed"}
         if not self.transfer:
             names.discard("in_chans")  # only image backbones take a 3-channel view of the spectrogram
         if any(prm.kind == prm.VAR_KEYWORD for prm in sig.values()):
@@ -74,10 +81,11 @@ class ModelSpec:
 REGISTRY: dict[str, ModelSpec] = {}
 
 
-def register(name: str, input: str, builder: Callable[..., nn.Module], description: str = "", space: Callable | None = None,
-             **defaults: Any) -> None:
-    """Add a model: its input kind, its builder (a class or function whose keyword parameters are the model's parameters)."""
-    REGISTRY[name] = ModelSpec(name, input, builder, defaults, description, space)
+def register(name: str, input: str, builder: Callable[..., Any], description: str = "", space: Callable | None = None,
+             entry: dict[str, Any] | None = None, **defaults: Any) -> None:
+    """Add a model: its input kind, its builder (a class or function whose keyword parameters are the model's
+    parameters), its defaults, and ``entry`` for the other ModelSpec fields (kind, tasks, transfer, ...)."""
+    REGISTRY[name] = ModelSpec(name, input, builder, defaults, description, space, **(entry or {}))
 
 
 def get_spec(name: str) -> ModelSpec:
@@ -164,6 +172,16 @@ def mlp_seed_space(trial: Any) -> dict[str, Any]:
 
 register("mlp_seed", "vector", MLP, "the assignment's exact 26-128-32-4 network (for 26-d MFCC stats)", space=mlp_seed_space,
          hidden=[128, 32], activation="relu")
+
+
+# ----------------------------------------------------------------------------- classic heads (scikit-learn, src.heads)
+
+register("logreg", "vector", heads.build_logreg, "standardise + logistic regression (frozen embeddings, stats vectors)",
+         space=heads.logreg_space, entry={"kind": "sklearn", "tasks": ("classification",)}, C=1.0)
+register("svm", "vector", heads.build_svm, "standardise + RBF SVM with Platt probabilities", space=heads.svm_space,
+         entry={"kind": "sklearn", "tasks": ("classification",)}, C=1.0, gamma="scale")
+register("ridge", "vector", heads.build_ridge, "standardise + ridge regression (regression tasks)", space=heads.ridge_space,
+         entry={"kind": "sklearn", "tasks": ("regression",)}, alpha=1.0)
 
 
 # ----------------------------------------------------------------------------- spectrogram models
@@ -390,6 +408,29 @@ def _register_timm(name: str) -> None:
 
 for _n in TIMM_NAMES:
     _register_timm(_n)
+
+
+# ----------------------------------------------------------------------------- music-pretrained networks (src.musicnn)
+
+
+def musicnn_space(trial: Any) -> dict[str, Any]:
+    """musicnn fine-tuning: lr, layer decay over front/mid/back end and head, freezing, weight decay, augmentation."""
+    return {
+        "lr": trial.suggest_float("lr", 1e-4, 3e-3, log=True),
+        "layer_decay": trial.suggest_float("layer_decay", 0.3, 1.0),
+        "freeze_epochs": trial.suggest_int("freeze_epochs", 0, 3),
+        "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-2, log=True),
+        "dropout": trial.suggest_float("dropout", 0.0, 0.6),
+        "freq_mask": trial.suggest_int("freq_mask", 0, 16, step=8),
+        "time_mask": trial.suggest_int("time_mask", 0, 32, step=16),
+        "mixup_alpha": trial.suggest_categorical("mixup_alpha", [0.0, 0.2, 0.4]),
+    }
+
+
+for _name, _network in (("musicnn_msd", "MSD_musicnn"), ("musicnn_mtt", "MTT_musicnn")):
+    register(_name, "spec", functools.partial(musicnn.create_musicnn, _network),
+             f"musicnn pretrained on {_network[:3]} tags (offline weights from the musicnn wheel), fine-tuned; own 16 kHz recipe",
+             space=musicnn_space, entry={"transfer": True, "normalize": False, "recipe": "musicnn"}, pretrained=True, dropout=0.5)
 
 
 def resolve(name: str) -> ModelSpec:

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from . import cli
-from .artifacts import code_version, read_json, save_torch, setup_logging, write_json, write_npz
+from .artifacts import atomic_path, code_version, read_json, save_torch, setup_logging, write_json, write_npz
 from .augment import affine, crop_time, mix_batch, spec_augment
 from .config import CLASSIFICATION_METRICS, REGRESSION_METRICS, WorkspaceConfig, load_config, signature_diff
 from .errors import ConfigError, RunError
@@ -229,12 +229,16 @@ def build_model(prep: Prepared, tc: TrainConfig, fd: FoldData, n_out: int) -> Wr
     spec = get_spec(tc.model)
     spec_input = spec.input == "spec"
     x_mean, x_std = input_stats(fd.X_tr, spec_input)
+    if not spec.normalize:  # the network normalises its own input (a trained input BatchNorm): identity statistics
+        x_mean, x_std = np.zeros_like(x_mean), np.ones_like(x_std)
     y_mean = y_std = None
     if not prep.cfg.is_classification:
         y_mean, y_std = fd.y_tr.mean(0), fd.y_tr.std(0) + 1e-8
     if spec_input:
         shape = crop_time(fd.X_tr[:1], tc.crop_frames, None).shape[1:]
         params = dict(tc.model_params)
+        if spec.recipe == "musicnn":  # converted weights live in this workspace's cache unless the user says otherwise
+            params.setdefault("weights_dir", str(prep.workdir / "cache" / "pretrained" / "musicnn"))
         kw = {"in_chans": params.pop("in_chans", 1), "input_shape": shape}  # in_chans: what a timm backbone sees
     else:
         params = dict(tc.model_params)
@@ -251,16 +255,15 @@ def build_model(prep: Prepared, tc: TrainConfig, fd: FoldData, n_out: int) -> Wr
 
 
 def optimisation(model: Wrapped, tc: TrainConfig, n_train: int, classification: bool, n_out: int, device: torch.device):
-    """Optimizer (with discriminative LR groups for timm backbones), scheduler, loss, freezer."""
-    from .models import SpecToImage
-
+    """Optimizer (with discriminative LR groups for pretrained backbones), scheduler, loss, freezer."""
     freezer = None
-    if isinstance(model.net, SpecToImage):
+    if get_spec(tc.model).transfer:
         from .transfer import Freezer, param_groups
 
-        groups = param_groups(model.net.backbone, tc.lr, layer_decay=tc.layer_decay, weight_decay=tc.weight_decay)
+        backbone = getattr(model.net, "backbone", model.net)  # timm nets sit inside SpecToImage; musicnn nets are the net
+        groups = param_groups(backbone, tc.lr, layer_decay=tc.layer_decay, weight_decay=tc.weight_decay)
         if tc.freeze_epochs or tc.unfreeze_every or tc.freeze_bn:
-            freezer = Freezer(model.net.backbone, freeze_epochs=tc.freeze_epochs, unfreeze_every=tc.unfreeze_every, freeze_bn=tc.freeze_bn)
+            freezer = Freezer(backbone, freeze_epochs=tc.freeze_epochs, unfreeze_every=tc.unfreeze_every, freeze_bn=tc.freeze_bn)
     else:
         groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": tc.lr}]
     opt = make_optimizer(groups, tc)
@@ -366,33 +369,85 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+@dataclass
+class FittedFold:
+    """A fold's trained model as the run needs it: predictions on items, its history and best metrics, and how to save it."""
+
+    predict: Callable[[np.ndarray], np.ndarray]  # items (B, D) or (B, n_mels, T) -> probabilities (classification) or targets
+    history: list[dict]
+    best: dict
+    save: Callable[[Path, dict], None]  # (run folder, metadata) -> writes fold<k>.pt or fold<k>.joblib
+
+
 def train_fold(prep: Prepared, tc: TrainConfig, run: RunFolder, items: dict[str, Items], fold_of_row: np.ndarray,
                k: int, device: torch.device, on_epoch: EpochHook | None = None) -> dict:
-    """Train fold k and write ``fold<k>.pt`` and ``fold<k>_preds.npz`` atomically."""
+    """Train fold k and write its model (``fold<k>.pt`` / ``fold<k>.joblib``) and ``fold<k>_preds.npz`` atomically."""
     ds, classification = prep.ds, prep.cfg.is_classification
     n_out = len(ds.classes) if classification else len(ds.targets)
-    y_rows = ds.labels("train")
-    fd = fold_data(items["train"], y_rows, fold_of_row, k)
+    fd = fold_data(items["train"], ds.labels("train"), fold_of_row, k)
     if not len(fd.X_va) or not len(fd.X_tr):
-        raise RunError(f"fold {k} has no validation or no training rows in the fold file")
-    model, history, best = fit_fold(prep, tc, fd, k, device, n_out, on_epoch)
+        raise RunError(f"fold {k} has no validation or no training rows in the fold file", "re-create the fold file")
+    spec = get_spec(tc.model)
+    fit = fit_head_fold if spec.kind == "sklearn" else fit_net_fold
+    fitted = fit(prep, tc, fd, k, device, n_out, on_epoch)
     fill = _prior(fd.y_tr, n_out, classification)
     how = tc.aggregate if classification else "mean"
     preds: dict[str, np.ndarray] = {}
     for split in ("test", "holdout"):
         it = items[split]
-        out = decode(model, predict(model, it.X, tc, device), classification) if len(it.row) else np.zeros((0, n_out))
+        out = fitted.predict(it.X) if len(it.row) else np.zeros((0, n_out))
         preds[split] = aggregate(out, it.row, it.n_rows, fill, how)
-    va = decode(model, predict(model, fd.X_va, tc, device), classification)
     rows, local = np.unique(fd.row_va, return_inverse=True)
-    preds["val"] = aggregate(va, local, len(rows), fill, how)
-    spec = get_spec(tc.model)
-    save_torch(run.root / f"fold{k}.pt", {"state_dict": model.state_dict(), "model": tc.model, "model_params": tc.model_params,
-                                          "input": spec.input, "n_out": n_out, "in_features": fd.X_tr.shape[1] if spec.input == "vector" else None,
-                                          "classes": ds.classes, "targets": ds.targets, "fold": k, "best": best})
-    write_json(run.root / f"fold{k}_metrics.json", {"best": best, "history": history})
+    preds["val"] = aggregate(fitted.predict(fd.X_va), local, len(rows), fill, how)
+    fitted.save(run.root, {"model": tc.model, "model_params": tc.model_params, "input": spec.input, "n_out": n_out,
+                           "in_features": fd.X_tr.shape[1] if spec.input == "vector" else None, "classes": ds.classes,
+                           "targets": ds.targets, "fold": k, "best": fitted.best})
+    write_json(run.root / f"fold{k}_metrics.json", {"best": fitted.best, "history": fitted.history})
     write_npz(run.root / f"fold{k}_preds.npz", val_rows=rows, val=preds["val"], test=preds["test"], holdout=preds["holdout"])
-    return best
+    return fitted.best
+
+
+def fit_net_fold(prep: Prepared, tc: TrainConfig, fd: FoldData, k: int, device: torch.device, n_out: int,
+                 on_epoch: EpochHook | None) -> FittedFold:
+    """A network trained by :func:`fit_fold`; saved as ``fold<k>.pt`` (state dict with the fold's statistics)."""
+    classification = prep.cfg.is_classification
+    model, history, best = fit_fold(prep, tc, fd, k, device, n_out, on_epoch)
+
+    def save(root: Path, meta: dict) -> None:
+        save_torch(root / f"fold{k}.pt", {"state_dict": model.state_dict(), **meta})
+
+    return FittedFold(lambda X: decode(model, predict(model, X, tc, device), classification), history, best, save)
+
+
+def fit_head_fold(prep: Prepared, tc: TrainConfig, fd: FoldData, k: int, device: torch.device, n_out: int,
+                  on_epoch: EpochHook | None) -> FittedFold:
+    """A scikit-learn head (src.heads) fitted on the training fold; one 'epoch' in the history; saved as ``fold<k>.joblib``."""
+    import joblib
+
+    from .heads import fit_head, head_predict
+
+    classification, spec = prep.cfg.is_classification, get_spec(tc.model)
+    t0 = time.perf_counter()
+    task = CLASSIFICATION if classification else REGRESSION
+    est = fit_head(spec.builder(task=task, seed=tc.seed + k, **{**spec.defaults, **tc.model_params}), fd.X_tr, fd.y_tr)
+    pred = lambda X: head_predict(est, X, n_out, classification)  # noqa: E731
+    rows, local = np.unique(fd.row_va, return_inverse=True)
+    fill = _prior(fd.y_tr, n_out, classification)
+    val = aggregate(pred(fd.X_va), local, len(rows), fill, tc.aggregate if classification else "mean")
+    m = compute_metrics(classification, _rows_target(fd)[rows], val, prep.ds.targets)
+    train_m = compute_metrics(classification, fd.y_tr, pred(fd.X_tr), prep.ds.targets)
+    loss = "log_loss" if classification else "rmse"
+    history = [{"epoch": 1, "train_loss": train_m[loss], "val_loss": m[loss], **{f"val_{a}": b for a, b in m.items()},
+                "seconds": time.perf_counter() - t0}]
+    log.info("fold %d: %s val_%s %.4f (%.1fs)", k, tc.model, tc.metric, m[tc.metric], history[0]["seconds"])
+    if on_epoch is not None:
+        on_epoch(k, 1, m[tc.metric])
+
+    def save(root: Path, meta: dict) -> None:
+        with atomic_path(root / f"fold{k}.joblib") as tmp:
+            joblib.dump({"estimator": est, **meta}, tmp)
+
+    return FittedFold(pred, history, {**m, "epoch": 1}, save)
 
 
 def run_training(cfg: WorkspaceConfig, tc: TrainConfig, workdir: str | Path = ".", prep: Prepared | None = None,
@@ -405,7 +460,7 @@ def run_training(cfg: WorkspaceConfig, tc: TrainConfig, workdir: str | Path = ".
     ``sources`` names where each setting came from, for the error when one does not apply to the model.
     """
     workdir = Path(workdir)
-    check_train_config(cfg, tc, sources or {})
+    unused_defaults = check_train_config(cfg, tc, sources or {})
     prep = prep or prepare(cfg, workdir)
     fold_file = Path(tc.fold_file) if tc.fold_file else fold_path(cfg, workdir)
     folds_df, fold_hash = load_folds_for(prep, workdir, fold_file)
@@ -417,8 +472,9 @@ def run_training(cfg: WorkspaceConfig, tc: TrainConfig, workdir: str | Path = ".
         raise RunError(f"fold(s) {bad} not in {fold_file} (it has {have})", "pick --folds from those")
     tc.run_id = tc.run_id or f"{cfg.name}-{tc.model}-{datetime.now().strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
     with run_lock(Path(workdir) / "runs" / tc.run_id):
-        run = open_run(cfg, tc, prep, fold_file, fold_hash, workdir)
-        items = {s: prep.items(get_spec(tc.model).input, s) for s in ("train", "test", "holdout")}
+        run = open_run(cfg, tc, prep, fold_file, fold_hash, workdir, unused_defaults)
+        spec = get_spec(tc.model)
+        items = {s: prep.items(spec.input, s, spec.recipe) for s in ("train", "test", "holdout")}
         device = resolve_device(tc.device)
         torch.use_deterministic_algorithms(device.type == "cpu", warn_only=True)
         for k in todo:
@@ -449,16 +505,27 @@ def _train_recorded(prep: Prepared, tc: TrainConfig, run: RunFolder, items: dict
     return best
 
 
-def check_train_config(cfg: WorkspaceConfig, tc: TrainConfig, sources: dict[str, str]) -> None:
-    """Before any work: the model exists, takes these parameters, and every setting applies to it and to the task."""
+def check_train_config(cfg: WorkspaceConfig, tc: TrainConfig, sources: dict[str, str]) -> list[str]:
+    """Before any work: the model exists, suits the task, takes these parameters, and every setting applies to it.
+
+    Returns the config's ``[train]`` defaults that do not apply to this model (reset, logged, and recorded
+    in the run's config.json); a setting given for this run that does not apply is an error.
+    """
     spec = get_spec(tc.model)
-    spec.check_params(tc.model_params)
     task = CLASSIFICATION if cfg.is_classification else REGRESSION
-    check_applicable(tc, spec.capabilities | {task}, spec.describe() + f" on a {task} task", sources)
+    if task not in spec.tasks:
+        raise ConfigError(f"{spec.describe()} is for {' and '.join(spec.tasks)} tasks, this competition is {task}",
+                          "choose another model (python -m src.train --help; README: Models)")
+    spec.check_params(tc.model_params)
+    dropped = check_applicable(tc, spec.capabilities | {task}, spec.describe() + f" on a {task} task", sources,
+                               soft=lambda source: source.startswith("[train]"))
+    for text in dropped:
+        log.warning("not used: %s (a competition-wide default, not a request for this run)", text)
     tc.metric = tc.metric or cfg.competition.metric
     valid = CLASSIFICATION_METRICS if cfg.is_classification else REGRESSION_METRICS
     if tc.metric not in valid:
         raise ConfigError(f"--metric {tc.metric} does not apply to a {task} task", f"choose one of {list(valid)}")
+    return dropped
 
 
 @contextlib.contextmanager
@@ -478,7 +545,8 @@ def run_lock(root: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def open_run(cfg: WorkspaceConfig, tc: TrainConfig, prep: Prepared, fold_file: Path, fold_hash: str, workdir: Path) -> RunFolder:
+def open_run(cfg: WorkspaceConfig, tc: TrainConfig, prep: Prepared, fold_file: Path, fold_hash: str, workdir: Path,
+             unused_defaults: list[str] | None = None) -> RunFolder:
     """Create the run folder, or reopen it for resuming when data, folds, model and settings are the same."""
     root = Path(workdir) / "runs" / tc.run_id
     meta = {
@@ -488,6 +556,7 @@ def open_run(cfg: WorkspaceConfig, tc: TrainConfig, prep: Prepared, fold_file: P
         "task": cfg.competition.task, "classes": prep.ds.classes, "targets": prep.ds.targets,
         "input": get_spec(tc.model).input, "n_train": len(prep.ds.train), "n_test": len(prep.ds.test),
         "n_holdout": len(prep.ds.holdout), "train_ids_sha256": ids_hash(prep.ds.train["id"]), "skipped": prep.ds.skipped,
+        "unused_train_defaults": unused_defaults or [],
     }
     run = RunFolder(root)
     if (root / "config.json").is_file() and run.any_done():

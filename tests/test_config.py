@@ -69,7 +69,7 @@ def test_shipped_configs_parse_and_only_fail_on_missing_data(name):
         (lambda r: r["data"].update(group_pattern="(unclosed"), r"group_pattern is not a valid regex"),
         (lambda r: r["audio"].update(segment_seconds=0.0), r"segment_seconds = 0.0: Input should be greater than 0"),
         (lambda r: r["folds"].update(n_splits=1), r"n_splits = 1"),
-        (lambda r: r.update(features={"vector": ["mfcc_stats", "zcr"]}), r"vector.1 = 'zcr': Input should be 'mfcc_stats' or 'chroma_stats'"),
+        (lambda r: r.update(features={"vector": ["mfcc_stats", "zcr"]}), r"vector.1 = 'zcr': Input should be 'mfcc_stats', 'chroma_stats'"),
     ],
     ids=["no-name", "no-root", "no-data", "metric", "task", "regr-metric", "unknown-data-key", "unknown-audio-key",
          "unknown-section", "kind", "layout", "on_corrupt", "root-path", "manifest-path", "test-dir", "sample-sub",

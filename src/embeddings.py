@@ -1,0 +1,128 @@
+"""Music-pretrained front ends in the feature cache: their own spectrogram recipe, frozen embeddings and tags.
+
+A pretrained network needs the input it was trained on. For the musicnn family (``src.musicnn``:
+16 kHz, n_fft 512, hop 256, 96 mel bands, ``log10(10000 * power + 1)``, 187-frame patches) the feature
+cache holds a second entry, keyed by that recipe's parameters (``src.features.build_cache(...,
+recipe="musicnn")``), beside the config's own log-mel entry. From it, once per network:
+
+* ``<network>_embed.npy`` (n_segments, 200): the penultimate embedding of every patch (frozen features);
+* ``<network>_tags.npy`` (n_segments, 50): the pretrained head's tag probabilities of every patch.
+
+``[features] vector = ["musicnn_msd"]`` gives vector models (``logreg``, ``svm``, ``mlp``) the clip's
+mean and standard deviation of its patches' embeddings (400-d); :func:`clip_tags` gives the tags.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .artifacts import write_npy
+from .audio import AudioError, load_audio
+from .config import AudioConfig
+
+log = logging.getLogger(__name__)
+PATCH_FRAMES = 187  # 3 s at 16 kHz / hop 256: the patch musicnn was trained on
+VECTOR_NETWORKS = {"musicnn_msd": "MSD_musicnn", "musicnn_mtt": "MTT_musicnn"}  # [features] vector name -> network
+
+
+def patch_hop(a: AudioConfig) -> int:
+    """Patch hop in frames, in the config's own overlap ratio (segment_hop_seconds / segment_seconds)."""
+    return max(1, round(PATCH_FRAMES * a.segment_hop_seconds / a.segment_seconds))
+
+
+def recipe_params(recipe: str, a: AudioConfig) -> dict[str, Any]:
+    """The cache key of a family's recipe: its fixed front end, the patch hop, and the config's cropping."""
+    from .musicnn import INPUT
+
+    if recipe != "musicnn":
+        raise ValueError(f"no recipe {recipe!r} in src.embeddings")
+    return {**INPUT, "patch_frames": PATCH_FRAMES, "patch_hop": patch_hop(a), "max_seconds": a.max_seconds,
+            "silence_threshold": a.silence_threshold}
+
+
+class FamilyExtractor:
+    """Per-clip extractor of a family's recipe: decode at its rate, then its own patches, as (n, n_mels, frames)."""
+
+    def __init__(self, recipe: str, a: AudioConfig):
+        self.params = recipe_params(recipe, a)
+
+    def __call__(self, path: str) -> dict:
+        from .musicnn import musicnn_input
+
+        p = self.params
+        try:
+            y = load_audio(path, p["sample_rate"], p["max_seconds"], p["silence_threshold"])
+        except AudioError as exc:
+            return {"error": exc.problem}
+        patches = musicnn_input(y, p["sample_rate"], hop=p["patch_hop"])  # (n, 187, 96)
+        return {"segments": np.ascontiguousarray(patches.transpose(0, 2, 1)).astype(np.float16)}  # (n, 96, 187)
+
+
+def segment_outputs(cache: Path, network: str, workdir: Path, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """(embeddings (n_seg, D), tag probabilities (n_seg, 50)) of every cached patch, computed once and kept in the cache."""
+    emb_path, tag_path = cache / f"{network}_embed.npy", cache / f"{network}_tags.npy"
+    if emb_path.is_file() and tag_path.is_file():
+        return np.load(emb_path, mmap_mode="r"), np.load(tag_path, mmap_mode="r")
+    import torch
+
+    from .musicnn import load_musicnn
+
+    net = load_musicnn(network, weights_dir=Path(workdir) / "cache" / "pretrained" / "musicnn")
+    X = np.load(cache / "logmel.npy", mmap_mode="r")  # (n_seg, 96, 187) float16
+    embs, tags = [], []
+    with torch.no_grad():
+        for s in range(0, len(X), batch_size):
+            out = net.features(torch.from_numpy(np.asarray(X[s:s + batch_size], dtype=np.float32)).unsqueeze(1))
+            embs.append(out["penultimate"].numpy())
+            tags.append(torch.sigmoid(out["logits"]).numpy())
+    emb = np.concatenate(embs) if embs else np.zeros((0, 200), np.float32)
+    tag = np.concatenate(tags) if tags else np.zeros((0, 50), np.float32)
+    write_npy(emb_path, emb.astype(np.float32))
+    write_npy(tag_path, tag.astype(np.float32))
+    log.info("%s: embeddings and tags of %d patches cached in %s", network, len(X), cache)
+    return emb, tag
+
+
+def _per_clip(cache: Path, values: np.ndarray, stats: tuple[str, ...]) -> pd.DataFrame:
+    """Per-clip mean (and std) of segment values, indexed by (split, id) of the recipe cache's clips."""
+    clips = pd.read_csv(cache / "clips.csv", keep_default_na=False, dtype={"id": str})
+    seg_clip = np.load(cache / "seg_clip.npy")
+    n, d = len(clips), values.shape[1]
+    cnt = np.bincount(seg_clip, minlength=n).astype(np.float64)[:, None]
+    total = np.zeros((n, d))
+    np.add.at(total, seg_clip, values)
+    mean = np.where(cnt > 0, total / np.maximum(cnt, 1), np.nan)
+    parts = [mean]
+    if "std" in stats:
+        sq = np.zeros((n, d))
+        np.add.at(sq, seg_clip, np.asarray(values, dtype=np.float64) ** 2)
+        parts.append(np.sqrt(np.maximum(np.where(cnt > 0, sq / np.maximum(cnt, 1), np.nan) - mean ** 2, 0)))
+    index = pd.MultiIndex.from_arrays([clips["split"], clips["id"]])
+    return pd.DataFrame(np.concatenate(parts, axis=1).astype(np.float32), index=index)
+
+
+def clip_embedding_stats(prep: Any, name: str) -> np.ndarray:
+    """``[features] vector`` entry ``name`` (e.g. ``musicnn_msd``): per clip, mean and std of its patches'
+    embeddings, in the order of the config's own cache (clips are matched by split and id, so the two
+    recipes' caches need not list the same clips in the same order)."""
+    network = VECTOR_NETWORKS[name]
+    cache = prep.recipe_cache("musicnn")
+    emb, _ = segment_outputs(cache, network, prep.workdir)
+    table = _per_clip(cache, np.asarray(emb), ("mean", "std"))
+    order = pd.read_csv(prep.cache / "clips.csv", keep_default_na=False, dtype={"id": str})
+    return table.reindex(pd.MultiIndex.from_arrays([order["split"], order["id"]])).to_numpy(np.float32)
+
+
+def clip_tags(prep: Any, network: str = "MSD_musicnn", split: str = "train") -> pd.DataFrame:
+    """Mean tag probabilities per clip of ``split`` (rows: clip ids, columns: the network's 50 tags)."""
+    from .musicnn import tags
+
+    cache = prep.recipe_cache("musicnn")
+    _, tag = segment_outputs(cache, network, prep.workdir)
+    table = _per_clip(cache, np.asarray(tag), ("mean",))
+    table.columns = tags(network)
+    return table.xs(split, level=0) if split in table.index.get_level_values(0) else table.iloc[:0]
