@@ -395,6 +395,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = cli.parser("features", "Decode and featurise every clip once; cache log-mel segments, MFCC and chroma stats.")
     cli.add_common(ap)
     ap.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    ap.add_argument("--tags", choices=["MSD_musicnn", "MTT_musicnn"],
+                    help="also tag every clip with this pretrained network (its own recipe's cache entry); writes <split>_tags.csv")
     args = ap.parse_args(argv)
     setup_logging()
     cfg = load_config(args.config, args.workdir)
@@ -406,6 +408,24 @@ def main(argv: list[str] | None = None) -> None:
     meta = read_json(prep.cache / "meta.json")
     print(f"cache: {prep.cache}\n{meta['n_clips']} clips, {meta['n_segments']} segments, "
           f"{meta['n_errors']} unusable; extraction {meta['clips_per_second']} clips/s; this call {time.perf_counter() - t0:.2f}s")
+    if args.tags:
+        print_tags(prep, args.tags)
+
+
+def print_tags(prep: Prepared, network: str, top: int = 3) -> None:
+    """Mean tag probabilities per clip (every split), written as CSV beside the recipe's cache; the top tags printed."""
+    from .embeddings import clip_tags
+
+    for split in ("train", "test", "holdout"):
+        table = clip_tags(prep, network, split)
+        if not len(table):
+            continue
+        path = prep.recipe_cache("musicnn") / f"{network}_{split}_tags.csv"
+        write_csv(path, table.reset_index(names="id"))
+        for clip_id, row in table.iterrows():
+            best = row.sort_values(ascending=False)[:top]
+            print(f"{split}/{clip_id}: " + ", ".join(f"{tag} {p:.2f}" for tag, p in best.items()))
+        print(f"{network} tags of {len(table)} {split} clip(s): {path}")
 
 
 if __name__ == "__main__":

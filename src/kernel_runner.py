@@ -206,7 +206,8 @@ def attach_weights(spec: dict) -> None:
     """Point src.pretrained (``PRETRAINED_DIR``) and torch/hf caches at the weights dataset, if any."""
     weights = mounts(spec["weights_dataset"]) if spec.get("weights_dataset") else []
     if weights:
-        os.environ.update(PRETRAINED_DIR=str(weights[0]), TORCH_HOME=str(weights[0]), HF_HUB_OFFLINE="1")
+        os.environ.update(PRETRAINED_DIR=str(weights[0]), TORCH_HOME=str(weights[0]), HF_HUB_OFFLINE="1",
+                          MUSICNN_WEIGHTS_DIR=str(weights[0]))  # converted <name>.safetensors of src.musicnn
 
 
 # ----------------------------------------------------------------------------- the GPU

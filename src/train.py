@@ -15,6 +15,7 @@ import dataclasses
 import fcntl
 import functools
 import logging
+import os
 import random
 import secrets
 import time
@@ -237,7 +238,7 @@ def build_model(prep: Prepared, tc: TrainConfig, fd: FoldData, n_out: int) -> Wr
     if spec_input:
         shape = crop_time(fd.X_tr[:1], tc.crop_frames, None).shape[1:]
         params = dict(tc.model_params)
-        if spec.recipe == "musicnn":  # converted weights live in this workspace's cache unless the user says otherwise
+        if spec.recipe == "musicnn" and not os.environ.get("MUSICNN_WEIGHTS_DIR"):  # else $MUSICNN_WEIGHTS_DIR (a Kaggle dataset)
             params.setdefault("weights_dir", str(prep.workdir / "cache" / "pretrained" / "musicnn"))
         kw = {"in_chans": params.pop("in_chans", 1), "input_shape": shape}  # in_chans: what a timm backbone sees
     else:

@@ -101,7 +101,7 @@ def write_toml(path: str | Path, sections: dict[str, dict]) -> Path:
 
 
 def _config(root: Path, name: str, data: dict, audio: dict | None = None, folds: dict | None = None,
-            train: dict | None = None, competition: dict | None = None) -> Path:
+            train: dict | None = None, competition: dict | None = None, features: dict | None = None) -> Path:
     sections = {
         "competition": {"name": name, "task": "classification", "metric": "accuracy", "targets": ["label"], **(competition or {})},
         "data": {"root": f"../data/{name}", **data},
@@ -111,6 +111,8 @@ def _config(root: Path, name: str, data: dict, audio: dict | None = None, folds:
         sections["audio"] = audio
     if train:
         sections["train"] = train
+    if features:
+        sections["features"] = features
     return write_toml(Path(root) / "configs" / f"{name}.toml", sections)
 
 
@@ -156,7 +158,7 @@ def make_audio_competition(root: str | Path, *, name: str = "tiny", layout: str 
                            lengths: Iterable[float] | None = None, formats: Iterable[str] = (".wav",),
                            stereo: bool = False, groups_per_class: int = 2, seed: int = 0,
                            file_sr: int | None = None, data: dict | None = None, audio: dict | None = None, folds: dict | None = None,
-                           train: dict | None = None) -> Comp:
+                           train: dict | None = None, features: dict | None = None) -> Comp:
     """Write a tiny labelled audio competition (see the module docstring for the layout)."""
     root = Path(root)
     droot = root / "data" / name
@@ -185,7 +187,7 @@ def make_audio_competition(root: str | Path, *, name: str = "tiny", layout: str 
         pd.DataFrame({"id": test_ids, "label": classes[0]}).to_csv(droot / "sample_submission.csv", index=False)
         dcfg.update(test_dir="test", sample_submission="sample_submission.csv")
     dcfg.update(data or {})
-    cfg = _config(root, name, dcfg, {**DEFAULT_AUDIO, "sample_rate": sr, **(audio or {})}, folds, train)
+    cfg = _config(root, name, dcfg, {**DEFAULT_AUDIO, "sample_rate": sr, **(audio or {})}, folds, train, features=features)
     return Comp(cfg, droot, train_df, test_ids, {"sr": sr, "classes": list(classes)})
 
 
