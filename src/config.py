@@ -104,7 +104,7 @@ class FoldsConfig:
 class FeaturesConfig:
     # feature-vector models on audio data use these cached clip summaries
     # clip summaries vector models see on audio data: MFCC/chroma mean+std, or frozen musicnn embeddings (mean+std, 400-d)
-    vector: list[Literal["mfcc_stats", "chroma_stats", "musicnn_msd", "musicnn_mtt"]] = field(
+    vector: list[Literal["mfcc_stats", "chroma_stats", "musicnn_msd", "musicnn_mtt", "musicnn_msd_pool", "musicnn_mtt_pool"]] = field(
         default_factory=lambda: ["mfcc_stats", "chroma_stats"])
 
 

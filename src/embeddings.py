@@ -6,10 +6,13 @@ cache holds a second entry, keyed by that recipe's parameters (``src.features.bu
 recipe="musicnn")``), beside the config's own log-mel entry. From it, once per network:
 
 * ``<network>_embed.npy`` (n_segments, 200): the penultimate embedding of every patch (frozen features);
+* ``<network>_pool.npy`` (n_segments, 1506): the mid-level features, max- and mean-pooled over time;
 * ``<network>_tags.npy`` (n_segments, 50): the pretrained head's tag probabilities of every patch.
 
 ``[features] vector = ["musicnn_msd"]`` gives vector models (``logreg``, ``svm``, ``mlp``) the clip's
-mean and standard deviation of its patches' embeddings (400-d); :func:`clip_tags` gives the tags.
+mean and standard deviation of its patches' embeddings (400-d); ``"musicnn_msd_pool"`` the clip's mean of
+the pooled mid-level features (1506-d: less specialised to the 50 tags than the penultimate layer);
+:func:`clip_tags` gives the tags.
 """
 from __future__ import annotations
 
@@ -26,7 +29,9 @@ from .config import AudioConfig
 
 log = logging.getLogger(__name__)
 PATCH_FRAMES = 187  # 3 s at 16 kHz / hop 256: the patch musicnn was trained on
-VECTOR_NETWORKS = {"musicnn_msd": "MSD_musicnn", "musicnn_mtt": "MTT_musicnn"}  # [features] vector name -> network
+# [features] vector name -> (network, cached output, clip statistics)
+VECTOR_FEATURES = {"musicnn_msd": ("MSD_musicnn", "embed", ("mean", "std")), "musicnn_mtt": ("MTT_musicnn", "embed", ("mean", "std")),
+                   "musicnn_msd_pool": ("MSD_musicnn", "pool", ("mean",)), "musicnn_mtt_pool": ("MTT_musicnn", "pool", ("mean",))}
 
 
 def patch_hop(a: AudioConfig) -> int:
@@ -62,29 +67,34 @@ class FamilyExtractor:
         return {"segments": np.ascontiguousarray(patches.transpose(0, 2, 1)).astype(np.float16)}  # (n, 96, 187)
 
 
-def segment_outputs(cache: Path, network: str, workdir: Path, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """(embeddings (n_seg, D), tag probabilities (n_seg, 50)) of every cached patch, computed once and kept in the cache."""
-    emb_path, tag_path = cache / f"{network}_embed.npy", cache / f"{network}_tags.npy"
-    if emb_path.is_file() and tag_path.is_file():
-        return np.load(emb_path, mmap_mode="r"), np.load(tag_path, mmap_mode="r")
+OUTPUTS = ("embed", "pool", "tags")
+
+
+def segment_outputs(cache: Path, network: str, workdir: Path, batch_size: int = 64) -> dict[str, np.ndarray]:
+    """Per cached patch: ``embed`` (n_seg, 200), ``pool`` (n_seg, 1506) and ``tags`` (n_seg, 50) of ``network``,
+    computed in one pass the first time and kept in the recipe's cache folder (memory-mapped afterwards)."""
+    paths = {o: cache / f"{network}_{o}.npy" for o in OUTPUTS}
+    if all(p.is_file() for p in paths.values()):
+        return {o: np.load(p, mmap_mode="r") for o, p in paths.items()}
     import torch
 
     from .musicnn import load_musicnn
 
     net = load_musicnn(network, weights_dir=Path(workdir) / "cache" / "pretrained" / "musicnn")
     X = np.load(cache / "logmel.npy", mmap_mode="r")  # (n_seg, 96, 187) float16
-    embs, tags = [], []
+    parts: dict[str, list[np.ndarray]] = {o: [] for o in OUTPUTS}
     with torch.no_grad():
         for s in range(0, len(X), batch_size):
             out = net.features(torch.from_numpy(np.asarray(X[s:s + batch_size], dtype=np.float32)).unsqueeze(1))
-            embs.append(out["penultimate"].numpy())
-            tags.append(torch.sigmoid(out["logits"]).numpy())
-    emb = np.concatenate(embs) if embs else np.zeros((0, 200), np.float32)
-    tag = np.concatenate(tags) if tags else np.zeros((0, 50), np.float32)
-    write_npy(emb_path, emb.astype(np.float32))
-    write_npy(tag_path, tag.astype(np.float32))
-    log.info("%s: embeddings and tags of %d patches cached in %s", network, len(X), cache)
-    return emb, tag
+            parts["embed"].append(out["penultimate"].numpy())
+            parts["pool"].append(torch.cat([out["max_pool"], out["mean_pool"]], dim=1).numpy())
+            parts["tags"].append(torch.sigmoid(out["logits"]).numpy())
+    result = {o: np.concatenate(v).astype(np.float32) for o, v in parts.items()} if len(X) else \
+        {"embed": np.zeros((0, 200), np.float32), "pool": np.zeros((0, 1506), np.float32), "tags": np.zeros((0, 50), np.float32)}
+    for o, arr in result.items():
+        write_npy(paths[o], arr)
+    log.info("%s: embeddings, pooled features and tags of %d patches cached in %s", network, len(X), cache)
+    return result
 
 
 def _per_clip(cache: Path, values: np.ndarray, stats: tuple[str, ...]) -> pd.DataFrame:
@@ -106,13 +116,13 @@ def _per_clip(cache: Path, values: np.ndarray, stats: tuple[str, ...]) -> pd.Dat
 
 
 def clip_embedding_stats(prep: Any, name: str) -> np.ndarray:
-    """``[features] vector`` entry ``name`` (e.g. ``musicnn_msd``): per clip, mean and std of its patches'
-    embeddings, in the order of the config's own cache (clips are matched by split and id, so the two
-    recipes' caches need not list the same clips in the same order)."""
-    network = VECTOR_NETWORKS[name]
+    """``[features] vector`` entry ``name`` (e.g. ``musicnn_msd``): per clip, statistics of its patches' outputs
+    (see the module docstring), in the order of the config's own cache (clips are matched by split and id, so
+    the two recipes' caches need not list the same clips in the same order)."""
+    network, output, stats = VECTOR_FEATURES[name]
     cache = prep.recipe_cache("musicnn")
-    emb, _ = segment_outputs(cache, network, prep.workdir)
-    table = _per_clip(cache, np.asarray(emb), ("mean", "std"))
+    values = segment_outputs(cache, network, prep.workdir)[output]
+    table = _per_clip(cache, np.asarray(values), stats)
     order = pd.read_csv(prep.cache / "clips.csv", keep_default_na=False, dtype={"id": str})
     return table.reindex(pd.MultiIndex.from_arrays([order["split"], order["id"]])).to_numpy(np.float32)
 
@@ -122,7 +132,6 @@ def clip_tags(prep: Any, network: str = "MSD_musicnn", split: str = "train") -> 
     from .musicnn import tags
 
     cache = prep.recipe_cache("musicnn")
-    _, tag = segment_outputs(cache, network, prep.workdir)
-    table = _per_clip(cache, np.asarray(tag), ("mean",))
+    table = _per_clip(cache, np.asarray(segment_outputs(cache, network, prep.workdir)["tags"]), ("mean",))
     table.columns = tags(network)
     return table.xs(split, level=0) if split in table.index.get_level_values(0) else table.iloc[:0]

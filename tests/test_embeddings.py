@@ -9,9 +9,9 @@ import os
 
 import numpy as np
 import pytest
+from fixtures import make_audio_competition
 from train_helpers import _write_folds
 
-from fixtures import make_audio_competition
 from src.artifacts import read_json
 from src.config import load_config
 from src.features import cache_dir, prepare
@@ -54,6 +54,7 @@ def test_frozen_embeddings_as_clip_vectors_and_tags(comp):
     items = prep.items("vector", "train")
     assert items.X.shape == (len(c.train), 400) and np.isfinite(items.X).all()  # mean + std of 200-d embeddings
     assert (prep.recipe_cache("musicnn") / "MSD_musicnn_embed.npy").is_file()
+    assert prep.clip_vectors("musicnn_msd_pool").shape == (len(c.train) + len(c.test_ids), 1506)  # one pass gave all outputs
     tags = clip_tags(prep, "MSD_musicnn", "train")
     assert tags.shape == (len(c.train), 50) and "rock" in tags.columns
     assert ((tags.to_numpy() >= 0) & (tags.to_numpy() <= 1)).all()
