@@ -154,7 +154,7 @@ def add_train_flags(ap: argparse.ArgumentParser, skip: set[str] = frozenset({"mo
     for name, f in FIELDS.items():
         if name in skip:
             continue
-        kw: dict[str, Any] = {"dest": name, "default": None, "help": _help(f)}
+        kw: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS, "help": _help(f)}  # absent unless given
         t = hints[name]
         origin, args = typing.get_origin(t), typing.get_args(t)
         if t is bool:
@@ -172,7 +172,7 @@ def add_train_flags(ap: argparse.ArgumentParser, skip: set[str] = frozenset({"mo
 def _help(f: dataclasses.Field) -> str:
     default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
     applies = f" [{' + '.join(f.metadata['applies'])} only]" if f.metadata.get("applies") else ""
-    return f"{f.metadata['help']}{applies} (default: {default!r})"
+    return f"{f.metadata['help']}{applies} (default: {default!r}, unless the config's [train] sets it)"
 
 
 def flag_values(args: argparse.Namespace) -> dict[str, Any]:
