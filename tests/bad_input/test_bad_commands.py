@@ -171,7 +171,7 @@ def test_help_shows_prog_defaults_and_choices(capsys):
         assert out.startswith(f"usage: python -m src.{module}"), out[:80]
         assert "(default: .)" in " ".join(out.split()), module  # --workdir's default, shown by the shared formatter
     out = _help("train", capsys)
-    assert "{sgd,adam,adamw,rmsprop,adagrad}" in out and "(default: 'adamw')" in " ".join(out.split())
+    assert "{sgd,adam,adamw,rmsprop,adagrad}" in out and "(default: 'adamw', unless the config's [train] sets it)" in " ".join(out.split())
 
 
 def _help(module: str, capsys) -> str:
