@@ -38,6 +38,7 @@ from .folds import fold_numbers, fold_path, load_folds_for
 from .inference import Wrapped, aggregate, autocast, batches, decode, predict
 from .metrics import compute_metrics, greater_is_better
 from .models import create_model, get_spec
+from .optim import Step, optimisation
 from .runs import RunFolder, check_compatible, finalize, fold_column, ids_hash, now
 from .settings import (
     AUG_FIELDS,
@@ -72,70 +73,6 @@ def input_stats(X: np.ndarray, spec_input: bool) -> tuple[np.ndarray, np.ndarray
     if spec_input:
         mean, std = mean[:, None], std[:, None]  # broadcast over time
     return mean.astype(np.float32), std.astype(np.float32)
-
-
-def make_optimizer(groups: list[dict], tc: TrainConfig) -> torch.optim.Optimizer:
-    """``groups``: torch param groups, each with its own ``lr`` (discriminative LRs survive schedulers)."""
-    name = tc.optimizer.lower()
-    if name == "sgd":
-        return torch.optim.SGD(groups, lr=tc.lr, momentum=tc.momentum, weight_decay=tc.weight_decay, nesterov=tc.momentum > 0)
-    opts = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "rmsprop": torch.optim.RMSprop, "adagrad": torch.optim.Adagrad}
-    if name not in opts:
-        raise ValueError(f"unknown optimizer {tc.optimizer!r}; choose from {['sgd', *opts]}")
-    return opts[name](groups, lr=tc.lr, weight_decay=tc.weight_decay)
-
-
-def make_scheduler(opt: torch.optim.Optimizer, tc: TrainConfig, steps_per_epoch: int):
-    """Returns (scheduler, per_step). Per-step schedulers advance every batch, the others every epoch."""
-    total = max(1, tc.epochs * steps_per_epoch)
-    if tc.scheduler == "none":
-        return None, False
-    if tc.scheduler == "step":
-        return torch.optim.lr_scheduler.StepLR(opt, tc.step_size, tc.gamma), False
-    if tc.scheduler == "plateau":
-        mode = "max" if greater_is_better(tc.metric) else "min"
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode=mode, factor=tc.gamma, patience=max(1, tc.patience // 3)), False
-    if tc.scheduler == "cosine":
-        warm = tc.warmup_epochs * steps_per_epoch
-
-        def f(step: int) -> float:
-            if step < warm:
-                return (step + 1) / warm
-            return 0.5 * (1 + np.cos(np.pi * min(1.0, (step - warm) / max(1, total - warm))))
-        return torch.optim.lr_scheduler.LambdaLR(opt, f), True
-    if tc.scheduler == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=total), True
-    raise ValueError(f"unknown scheduler {tc.scheduler!r}; choose none | step | cosine | onecycle | plateau")
-
-
-class RegressionLoss(nn.Module):
-    """Weighted sum of per-target MSE or L1 (multi-task regression, e.g. valence/energy/danceability)."""
-
-    def __init__(self, kind: str, weights: list[float] | None, n_targets: int):
-        super().__init__()
-        if kind not in ("mse", "l1"):
-            raise ValueError(f"loss {kind!r}: expected 'mse' or 'l1'")
-        self.kind = kind
-        w = torch.ones(n_targets) if weights is None else torch.as_tensor(weights, dtype=torch.float32)
-        if len(w) != n_targets:
-            raise ConfigError(f"--task-weights has {len(w)} entries for {n_targets} targets", "give one weight per [competition] target")
-        self.register_buffer("w", w / w.sum())
-
-    def forward(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        err = (out - y).abs() if self.kind == "l1" else (out - y) ** 2  # (B, n_targets)
-        return (err.mean(0) * self.w.to(err.device)).sum()
-
-
-@dataclass
-class Step:
-    """What one optimisation step needs besides the batch."""
-
-    opt: torch.optim.Optimizer
-    loss_fn: nn.Module
-    sched: Any = None
-    per_step: bool = False
-    scaler: Any = None
-    n_classes: int = 0  # > 0: classification (mixup makes soft targets)
 
 
 def train_one_epoch(model: Wrapped, X: np.ndarray, y: np.ndarray, st: Step, tc: TrainConfig,
@@ -253,26 +190,6 @@ def build_model(prep: Prepared, tc: TrainConfig, fd: FoldData, n_out: int) -> Wr
         model.x_mean.copy_(torch.as_tensor(x_mean))  # this task's own statistics, not the source task's
         model.x_std.copy_(torch.as_tensor(x_std))
     return model
-
-
-def optimisation(model: Wrapped, tc: TrainConfig, n_train: int, classification: bool, n_out: int, device: torch.device):
-    """Optimizer (with discriminative LR groups for pretrained backbones), scheduler, loss, freezer."""
-    freezer = None
-    if get_spec(tc.model).transfer:
-        from .transfer import Freezer, param_groups
-
-        backbone = getattr(model.net, "backbone", model.net)  # timm nets sit inside SpecToImage; musicnn nets are the net
-        groups = param_groups(backbone, tc.lr, layer_decay=tc.layer_decay, weight_decay=tc.weight_decay)
-        if tc.freeze_epochs or tc.unfreeze_every or tc.freeze_bn:
-            freezer = Freezer(backbone, freeze_epochs=tc.freeze_epochs, unfreeze_every=tc.unfreeze_every, freeze_bn=tc.freeze_bn)
-    else:
-        groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": tc.lr}]
-    opt = make_optimizer(groups, tc)
-    steps = max(1, -(-n_train // tc.batch_size))
-    sched, per_step = make_scheduler(opt, tc, steps)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=tc.label_smoothing) if classification else RegressionLoss(tc.loss, tc.task_weights, n_out)
-    scaler = torch.amp.GradScaler("cuda") if (device.type == "cuda" and tc.amp and not torch.cuda.is_bf16_supported()) else None
-    return Step(opt, loss_fn, sched, per_step, scaler, n_out if classification else 0), freezer
 
 
 def fit_fold(prep: Prepared, tc: TrainConfig, fd: FoldData, k: int, device: torch.device, n_out: int,

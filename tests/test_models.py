@@ -9,8 +9,8 @@ from src.augment import crop_time, mix_batch, spec_augment, tta_views
 from src.errors import ConfigError
 from src.inference import aggregate
 from src.models import REGISTRY, TIMM_NAMES, create_model, get_spec
+from src.optim import make_optimizer, make_scheduler
 from src.settings import TrainConfig
-from src.train import make_optimizer, make_scheduler
 
 SPEC_SHAPE = (64, 64)  # (n_mels, T): small, but inception's 75-px minimum is handled by resizing
 

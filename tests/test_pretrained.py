@@ -220,7 +220,7 @@ def test_unknown_model_and_scratch():
 def _fold_checkpoint(path, net: nn.Module, n_mels: int = 8) -> None:
     """A fold<k>.pt as src.train writes it (Wrapped state dict + metadata)."""
     from src.artifacts import save_torch
-    from src.train import Wrapped
+    from src.inference import Wrapped
 
     wrapped = Wrapped(net, np.full((n_mels, 1), 0.5, np.float32), np.full((n_mels, 1), 2.0, np.float32), spec_input=True)
     save_torch(path, {"state_dict": wrapped.state_dict(), "model": "resnet18", "model_params": {}, "input": "spec",
@@ -229,7 +229,7 @@ def _fold_checkpoint(path, net: nn.Module, n_mels: int = 8) -> None:
 
 
 def test_finetune_from_fold_checkpoint_skips_only_the_head(tmp_path, caplog):
-    from src.train import Wrapped
+    from src.inference import Wrapped
 
     old = create_backbone("resnet18", num_classes=10, in_chans=1)
     _fold_checkpoint(tmp_path / "fold0.pt", old)

@@ -80,7 +80,8 @@ def test_regression_end_to_end(tmp_path, capsys):
 
 def test_regression_loss_weights_and_mixup_refusal(tmp_path):
     from src.errors import ConfigError
-    from src.train import RegressionLoss, check_train_config
+    from src.optim import RegressionLoss
+    from src.train import check_train_config
 
     loss = RegressionLoss("l1", [1.0, 3.0], 2)
     out, y = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 2.0]])

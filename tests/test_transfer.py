@@ -191,7 +191,7 @@ def test_frozen_groups_and_their_batchnorm_do_not_move(name):
 
 
 def test_freeze_bn_modes_and_wrapped_models():
-    from src.train import Wrapped
+    from src.inference import Wrapped
 
     model = _model("resnet18")
     wrapped = Wrapped(model, np.zeros((16, 1), np.float32), np.ones((16, 1), np.float32), spec_input=True)
