@@ -178,8 +178,11 @@ def model_key(run: RunArtifacts) -> str:
     """What makes two runs 'the same model' apart from which repeat of the folds they used (see src.compare)."""
     if "model_key" in run.config:
         return run.config["model_key"]
+    from .config import data_signature
+
     train = {k: v for k, v in run.config.get("train", {}).items() if k not in ("run_id", "repeat", "folds", "fold_file", "device")}
-    return f"{train.get('model', '?')}-{stable_hash(train, 8)}"
+    inputs = data_signature(run.config.get("workspace", {}))  # the same model on other features is another model
+    return f"{train.get('model', '?')}-{stable_hash({'train': train, 'inputs': inputs}, 8)}"
 
 
 def fold_file_path(run: RunArtifacts, workdir: str | Path = ".") -> Path:

@@ -175,3 +175,17 @@ def test_nan_oof_rows_inside_a_trained_fold_are_refused_not_skipped(three):
     with pytest.raises(EnsembleError, match=r"run medium: oof\.npy has NaN inside fold \d, whose other rows have predictions") as exc:
         compare(["strong", "medium"], root)
     assert "re-train or resume run medium" in exc.value.fix
+
+
+def test_same_model_on_other_features_is_another_model():
+    """logreg on MSD embeddings and logreg on MSD+MTT embeddings were grouped as one model (same train settings)."""
+    from pathlib import Path
+
+    from src.runs import RunArtifacts, model_key
+
+    def run(vector):
+        cfg = {"train": {"model": "logreg", "model_params": {}}, "workspace": {"features": {"vector": vector}, "audio": {}}}
+        return RunArtifacts("r", Path("."), cfg, np.zeros((1, 2)), np.zeros((1, 2)), None, {})
+
+    assert model_key(run(["musicnn_msd"])) != model_key(run(["musicnn_msd", "musicnn_mtt"]))
+    assert model_key(run(["musicnn_msd"])) == model_key(run(["musicnn_msd"]))
