@@ -71,3 +71,20 @@ def test_logreg_on_embeddings_and_musicnn_fine_tuning_follow_the_contract(comp):
     state = __import__("torch").load(run / "fold0.pt", map_location="cpu", weights_only=False)["state_dict"]
     assert float(state["x_std"].min()) == 1.0 and float(state["x_mean"].abs().max()) == 0.0  # the net normalises itself
     assert (work / "cache" / "pretrained" / "musicnn" / "MSD_musicnn.safetensors").is_file()  # converted in the workspace
+
+
+@pytest.mark.parametrize("model", ["musicnn_msd", "logreg"])
+def test_tune_works_for_the_new_models(comp, model):
+    """Search spaces sit beside the builders: python -m src.tune --model musicnn_msd / logreg runs like the others."""
+    import optuna
+
+    from src.tune import main
+
+    c, cfg, prep, work = comp
+    main(["--config", str(c.config), "--workdir", str(work), "--model", model, "--study", f"t-{model}", "--trials", "2",
+          "--folds", "0", "--no-plots", "--pruner", "none", "--fold-pruner", "none",
+          *(["--epochs", "1", "--batch-size", "4"] if model == "musicnn_msd" else [])])
+    study = optuna.load_study(study_name=f"t-{model}", storage=f"sqlite:///{work / 'optuna_studies' / f't-{model}.db'}")
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) == 2 and all(0.0 <= t.value <= 1.0 for t in done)
+    assert ("layer_decay" if model == "musicnn_msd" else "C") in done[0].params
