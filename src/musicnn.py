@@ -395,9 +395,12 @@ def create_musicnn(name: str, num_classes: int, in_chans: int = 1, input_shape: 
             raise ConfigError(f"{name} needs musicnn log-mel segments {need} (16 kHz, n_fft 512, hop 256, "
                               f"log10(10000 x + 1)), got input_shape {tuple(input_shape)}",
                               "train it through src.train, which feeds it the feature cache's musicnn recipe")
-    if not pretrained:
-        return build_musicnn(name, num_classes, dropout=dropout)
-    return load_musicnn(name, weights_dir, source, num_classes=num_classes, dropout=dropout)
+    net = build_musicnn(name, num_classes, dropout=dropout) if not pretrained else \
+        load_musicnn(name, weights_dir, source, num_classes=num_classes, dropout=dropout)
+    for m in net.modules():  # fine-tuning on a few hundred patches: running statistics must follow the changing
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):  # features within an epoch (TF's 0.99 lags ~100 steps)
+            m.momentum = 0.1
+    return net
 
 
 def layer_groups(model: nn.Module) -> list[tuple[str, list[tuple[str, nn.Parameter]]]]:
