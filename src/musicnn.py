@@ -232,7 +232,17 @@ class _Tagger(nn.Module):
     """
 
     GROUPS: dict[str, str] = {}
+    EMBEDDING = "penultimate"  # the ``features`` key ``embed`` returns
     head: nn.Linear
+
+    def features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)[self.EMBEDDING]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, 96) or (B, 1, 96, T) -> (B, num_classes) tag logits
+        return self.features(x)["logits"]
 
     def get_classifier(self) -> nn.Module:
         return self.head
@@ -309,13 +319,6 @@ class MusiCNN(_Tagger):
         return {"timbral": t(timbral), "temporal": t(temporal), "cnn1": t(c1), "cnn2": t(c2), "cnn3": t(c3),
                 "mean_pool": mean_pool, "max_pool": max_pool, "penultimate": pen, "logits": logits}
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """The penultimate layer (after ReLU and BN, before dropout): (B, 200)."""
-        return self.features(x)["penultimate"]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)["logits"]
-
     GROUPS = {"frontend": r"^(?:input_bn|timbral|temporal)\.", "midend": r"^midend(?:_bn)?\.",
               "backend": r"^(?:pool_bn|dense|dense_bn)\.", "head": r"^head\."}
 
@@ -325,6 +328,8 @@ class MusicVGG(_Tagger):
     (pools 4x1/2, 2x2, 2x2, 2x2, 4x4 over frames x bands), flatten (2 x 1 x 128, NHWC order), dense ``num_classes``.
     Needs 187-frame patches. ``embed`` is the flattened last pooling (256-d): the net has no hidden dense layer.
     """
+
+    EMBEDDING = "flat"
 
     POOLS = (((4, 1), (2, 2)), ((2, 2), (2, 2)), ((2, 2), (2, 2)), ((2, 2), (2, 2)), ((4, 4), (4, 4)))
 
@@ -359,12 +364,6 @@ class MusicVGG(_Tagger):
         out["penultimate"] = out["flat"]
         out["logits"] = self.head(self.dropout(out["flat"]))
         return out
-
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)["flat"]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)["logits"]
 
     GROUPS = {"frontend": r"^(?:input_bn|convs\.[01]|bns\.[01])\.", "midend": r"^(?:convs|bns)\.[23]\.",
               "backend": r"^(?:convs|bns)\.4\.", "head": r"^head\."}

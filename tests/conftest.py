@@ -79,3 +79,14 @@ def tab_runs(tmp_path_factory):
     runs = {"a": _train(cfg, prep, root, "mlp", "a", seed=3, plots=True), "b": _train(cfg, prep, root, "mlp", "b", seed=3),
             "c": _train(cfg, prep, root, "mlp", "c", seed=4, folds=[0])}
     return comp, cfg, prep, root, fp, runs
+
+
+@pytest.fixture(scope="module")
+def two_torch_threads():
+    """Pin torch to the machine's 2 cores for a module (heavy forward/backward tests), restoring it afterwards."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(old)

@@ -36,6 +36,8 @@ from src.musicnn import (
 )
 from src.tf_checkpoint import CheckpointFormatError, TensorBundle, crc32c, mask_crc, unmask_crc
 
+pytestmark = pytest.mark.usefixtures("two_torch_threads")
+
 ROOT = Path(__file__).resolve().parent.parent
 REF = np.load(ROOT / "tests" / "data" / "musicnn_reference.npz")
 HAVE_PACKAGE = importlib.util.find_spec("musicnn") is not None
@@ -54,14 +56,6 @@ def _verify_script():
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="module")

@@ -30,17 +30,11 @@ from src.pretrained import (
     read_state_dict,
 )
 
+pytestmark = pytest.mark.usefixtures("two_torch_threads")
+
 LITE0 = "tf_efficientnet_lite0"
 # Stride of each of the 16 MBConv blocks: stages (repeats, stride) = (1,1) (2,2) (2,2) (3,2) (3,1) (4,2) (1,1).
 LITE0_STRIDES = [1, 2, 1, 2, 1, 2, 1, 1, 1, 1, 1, 2, 1, 1, 1, 1]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="module")

@@ -9,16 +9,10 @@ from torch import nn
 
 from src.transfer import Freezer, group_lrs, group_scales, layer_groups, param_groups
 
+pytestmark = pytest.mark.usefixtures("two_torch_threads")
+
 MODELS = ["vgg16", "resnet18", "efficientnet_b0"]
 BASE_LR, DECAY = 1e-2, 0.5
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(old)
 
 
 _CACHE: dict[str, nn.Module] = {}
