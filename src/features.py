@@ -124,6 +124,13 @@ def _extract(path: str) -> dict:
 RECIPES = ("logmel", "musicnn")
 
 
+def run_recipe(model_recipe: str, tc: object | None = None) -> str:
+    """The spectrogram recipe a run's model is fed: the one home of this choice (train, predict, kernels).
+
+    ``model_recipe`` is the model's own (``ModelSpec.recipe``); ``tc`` the run's train settings."""
+    return model_recipe
+
+
 def recipe_params(cfg: WorkspaceConfig, recipe: str) -> dict:
     """What a spectrogram recipe computes, as the cache key sees it: the config's ``[audio]`` for ``logmel``;
     a model family's fixed front end (src.embeddings) plus the config's cropping for the others."""

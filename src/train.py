@@ -33,7 +33,7 @@ from .artifacts import atomic_path, code_version, read_json, save_torch, setup_l
 from .augment import affine, crop_time, mix_batch, spec_augment
 from .config import CLASSIFICATION_METRICS, REGRESSION_METRICS, WorkspaceConfig, load_config, signature_diff
 from .errors import ConfigError, RunError
-from .features import Items, Prepared, prepare
+from .features import Items, Prepared, prepare, run_recipe
 from .folds import fold_numbers, fold_path, load_folds_for
 from .inference import Wrapped, aggregate, autocast, batches, decode, predict
 from .metrics import compute_metrics, greater_is_better
@@ -392,7 +392,8 @@ def run_training(cfg: WorkspaceConfig, tc: TrainConfig, workdir: str | Path = ".
     with run_lock(Path(workdir) / "runs" / tc.run_id):
         run = open_run(cfg, tc, prep, fold_file, fold_hash, workdir, unused_defaults)
         spec = get_spec(tc.model)
-        items = {s: prep.items(spec.input, s, spec.recipe) for s in ("train", "test", "holdout")}
+        recipe = run_recipe(spec.recipe, tc)
+        items = {s: prep.items(spec.input, s, recipe) for s in ("train", "test", "holdout")}
         device = resolve_device(tc.device)
         torch.use_deterministic_algorithms(device.type == "cpu", warn_only=True)
         for k in todo:
