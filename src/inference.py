@@ -6,6 +6,7 @@ kernel) needs only this module, ``src.models`` and a ``fold<k>.pt`` checkpoint.
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -13,6 +14,7 @@ import torch
 from torch import nn
 
 from .augment import crop_time, tta_views
+from .errors import CheckpointError
 from .settings import TrainConfig
 
 
@@ -103,3 +105,36 @@ def aggregate(item_pred: np.ndarray, item_row: np.ndarray, n_rows: int, fill: np
         raise ValueError(f"aggregate {how!r}: expected mean | max | logmean")
     out[cnt == 0] = fill
     return out.astype(np.float32)
+
+
+def load_fold_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[Wrapped, dict]:
+    """A ``fold<k>.pt`` of ``src.train`` -> the wrapped network in eval mode, and the checkpoint's metadata.
+
+    The network is rebuilt from the registry with the saved parameters and ``pretrained=False`` where the
+    builder takes it (the fine-tuned weights are in the checkpoint: no hub or wheel weights are needed)."""
+    import inspect
+
+    from .models import create_model, get_spec
+    from .pretrained import torch_load
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} not found", "train the fold first (python -m src.train), or pick a finished run")
+    ckpt = torch_load(path)
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "model" not in ckpt:
+        raise CheckpointError(f"{path} is not a fold checkpoint of src.train (no 'state_dict'/'model')")
+    spec, state = get_spec(ckpt["model"]), ckpt["state_dict"]
+    params = dict(ckpt.get("model_params") or {})
+    if "pretrained" in inspect.signature(spec.builder).parameters or spec.transfer:
+        params["pretrained"] = False
+    if spec.input == "spec":
+        shape = ckpt.get("input_shape")
+        if shape is None:
+            raise CheckpointError(f"{path} predates saved input shapes", "retrain the run with this version of src.train")
+        net = create_model(ckpt["model"], ckpt["n_out"], in_chans=params.pop("in_chans", 1), input_shape=tuple(shape), **params)
+    else:
+        net = create_model(ckpt["model"], ckpt["n_out"], in_features=ckpt["in_features"], **params)
+    model = Wrapped(net, state["x_mean"].numpy(), state["x_std"].numpy(), spec.input == "spec",
+                    state["y_mean"].numpy(), state["y_std"].numpy())
+    model.load_state_dict(state)
+    return model.to(device).eval(), {k: v for k, v in ckpt.items() if k != "state_dict"}

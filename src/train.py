@@ -319,6 +319,8 @@ def train_fold(prep: Prepared, tc: TrainConfig, run: RunFolder, items: dict[str,
     preds["val"] = aggregate(fitted.predict(fd.X_va), local, len(rows), fill, how)
     fitted.save(run.root, {"model": tc.model, "model_params": tc.model_params, "input": spec.input, "n_out": n_out,
                            "in_features": fd.X_tr.shape[1] if spec.input == "vector" else None, "classes": ds.classes,
+                           "input_shape": list(crop_time(fd.X_tr[:1], tc.crop_frames, None).shape[1:]) if spec.input == "spec" else None,
+                           "recipe": run_recipe(spec.recipe, tc),
                            "targets": ds.targets, "fold": k, "best": fitted.best})
     write_json(run.root / f"fold{k}_metrics.json", {"best": fitted.best, "history": fitted.history})
     write_npz(run.root / f"fold{k}_preds.npz", val_rows=rows, val=preds["val"], test=preds["test"], holdout=preds["holdout"])
