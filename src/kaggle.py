@@ -4,14 +4,19 @@ Thin wrappers over the official ``kaggle`` CLI (run as ``python -m kaggle`` from
 environment), with the checks the CLI leaves out:
 
 * ``download``  competition data into ``data/<slug>/``, unzipped and checked against the config
-* ``code``      package ``src/``, ``configs/``, ``folds/`` as a Kaggle dataset (create, then new versions)
+                (a 403 names the rules page to accept; a code competition is said to be one)
+* ``code``      package ``src/``, ``configs/``, ``folds/`` as a Kaggle dataset (create, then new
+                versions) and wait until Kaggle has processed it
 * ``push``      generate ``kernels/<slug>/`` (kernel-metadata.json, kernel_spec.json, ``run.py``),
-                pre-flight it, push it; ``--per-fold`` makes one kernel (one GPU) per fold
+                pre-flight it, push it; a T4 kernel trains two folds at once (T4 x2);
+                ``--per-fold`` makes one kernel per fold
 * ``status``    poll the pushed kernels (``--wait``: back-off until all finish)
+* ``logs``      a kernel's log as readable text (Kaggle keeps it as a JSON array)
 * ``pull``      kernel outputs -> ``runs/<run_id>/``, checked against the artifact contract and the
-                local fold file; per-fold kernels are merged into one run
-* ``local``     run a generated ``run.py`` unchanged on this machine (fake ``/kaggle`` tree)
+                local fold file; per-fold kernels (and folds trained side by side) are merged into one run
+* ``local``     run a generated ``run.py`` unchanged on this machine (fake ``/kaggle`` tree, Kaggle's layout)
 * ``submit``    validate against ``sample_submission.csv``, then ``kaggle competitions submit``
+                (refused for a code competition: Kaggle scores only a notebook's own output there)
 * ``submissions`` list leaderboard scores and write them into ``submissions/index.csv``
 
 Where things live: :mod:`src.kaggle_api` (the CLI, reachability, credentials, kernels/index.json),
@@ -33,10 +38,10 @@ from typing import Any, Callable
 from . import cli
 from .artifacts import setup_logging
 from .errors import ConfigError, KaggleError, WorkspaceError
-from .kaggle_api import check_credentials, check_reachable, kaggle_cli, now, short
+from .kaggle_api import check_credentials, check_reachable, competition_code_only, kaggle_cli, load_state, now, rules_url, short
 from .kaggle_code import CODE_SLUG, push_code
 from .kaggle_kernels import ACCELERATORS, DEFAULT_ACCELERATOR, push
-from .kaggle_pull import local_run, pull, runtime, status
+from .kaggle_pull import kernel_log, local_run, pull, runtime, status
 from .kernel_runner import outside
 
 log = logging.getLogger(__name__)
@@ -71,18 +76,31 @@ def download(config: Path, workdir: Path, force: bool = False) -> Path:
     if not slug:
         raise KaggleError(f"{config}: [competition] slug is empty", "set it to the competition's URL name (kaggle.com/competitions/<slug>)")
     check_reachable()  # before data/<slug>/ is created
+    if competition_code_only(slug, workdir):
+        log.warning(code_competition_note(slug))
     dest = Path(workdir) / "data" / slug
     dest.mkdir(parents=True, exist_ok=True)
     kaggle_cli(["competitions", "download", "-c", slug, "-p", str(dest), *(["--force"] if force else []), "-q"], probe=False)
     zips = sorted(dest.glob("*.zip"))
     if not zips:
-        raise KaggleError(f"kaggle downloaded nothing into {dest}", "accept the competition rules on its Kaggle page first")
+        raise KaggleError(f"kaggle downloaded nothing into {dest}", f"accept the competition rules at {rules_url(slug)} first")
     for z in zips:
         names = safe_extract(z, dest)
         log.info("unzipped %s (%d files) into %s", z.name, len(names), dest)
         z.unlink()
     check_downloaded(config, dest)
     return dest
+
+
+def code_competition_note(slug: str) -> str:
+    return (f"{slug} is a code competition: the hidden test set exists only inside Kaggle, and only a notebook's own "
+            "/kaggle/working/submission.csv is scored. Train here or with push as usual; to submit, push an inference "
+            "kernel (python -m src.kaggle push-inference, internet off) and submit its version with -k/-v")
+
+
+def is_code_competition(slug: str, workdir: Path) -> bool:
+    """What kernels/index.json recorded about ``slug`` (no request is made here)."""
+    return bool(load_state(workdir)["competitions"].get(slug, {}).get("code_only"))
 
 
 def check_downloaded(config: Path, dest: Path) -> None:
@@ -178,6 +196,11 @@ def submit(target: str, message: str, workdir: Path, config: Path | None = None,
         raise KaggleError(f"{cfg.path}: [competition] slug is empty", "set it: it names the competition to submit to")
     check_reachable()
     check_credentials()
+    if competition_code_only(cfg.competition.slug, workdir):
+        raise KaggleError(f"not sent: {cfg.competition.slug} is a code competition; Kaggle scores only a notebook's own "
+                          "/kaggle/working/submission.csv there, not an uploaded CSV",
+                          "push an inference kernel that writes it (python -m src.kaggle push-inference) and submit its "
+                          "version with -k owner/kernel -v N")
     path = _not_sent(lambda: _write_submission(target, message, workdir, name))
     out = kaggle_cli(["competitions", "submit", "-c", cfg.competition.slug, "-f", str(path), "-m", message], probe=False)
     if "Could not find competition" in out or "upload failed" in out.lower():
@@ -262,13 +285,26 @@ def _add_push(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--param", dest="param_list", action="append", default=[], metavar="KEY=VALUE",
                    help="model parameter forwarded to the kernel (--param for train, --fix for tune); repeatable")
     p.add_argument("--accelerator", default=DEFAULT_ACCELERATOR, choices=sorted(ACCELERATORS),
-                   help="Kaggle machine shape ('none' = CPU); NvidiaTeslaP100 is refused without --allow-p100")
+                   help="Kaggle machine shape ('none' = CPU). NvidiaTeslaT4 is two T4s: a kernel trains two folds at once. "
+                        "NvidiaL4 is granted only in some competitions; TPU shapes are refused (no XLA path); "
+                        "NvidiaTeslaP100 is refused without --allow-p100")
     p.add_argument("--allow-p100", dest="allow_p100", action="store_true", help="push to a P100 anyway (needs a Pascal-capable torch)")
     p.add_argument("--internet", choices=["on", "off"], default="off", help="internet in the kernel (on: missing modules are installed)")
     p.add_argument("--data-dataset", dest="data_dataset", default="",
                    help="owner/slug of a dataset holding the data (non-competition configs)")
     p.add_argument("--data-subdir", dest="data_subdir", default="", help="folder inside that dataset that is the config's [data] root")
     p.add_argument("--weights-dataset", dest="weights_dataset", default="", help="owner/slug of pretrained weights (internet off)")
+    p.add_argument("--weights-model", dest="weights_model", default="",
+                   help="pretrained weights as a Kaggle Model version: owner/model/framework/variation/version")
+    p.add_argument("--weights-notebook", dest="weights_notebook", default="",
+                   help="pretrained weights from a notebook's output (owner/slug; kernel_sources)")
+    p.add_argument("--docker-image", dest="docker_image", default="",
+                   help="pin the kernel's docker image (e.g. gcr.io/kaggle-gpu-images/python@sha256:...; 'latest' to follow "
+                        "Kaggle's); if not given: the image recorded from the first pulled kernel, with pinning type 'original'")
+    p.add_argument("--gpu-hours", dest="gpu_hours", type=float, default=1.0,
+                   help="expected GPU hours per kernel, checked against the weekly GPU quota (kaggle quota) before pushing")
+    p.add_argument("--force", action="store_true",
+                   help="push even if a kernel of the same name is still running or the GPU quota looks too small")
     p.add_argument("--run-id", dest="run_id", default="", help="run id (empty: <config>-<model>-kaggle-<time>)")
     p.add_argument("--no-push", dest="no_push", action="store_true", help="only generate and check kernels/<slug>/ (no credentials needed)")
 
@@ -278,12 +314,16 @@ def _add_result_verbs(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("targets", nargs="*", help="run ids or kernels; none given: every pushed kernel")
     p.add_argument("--wait", action="store_true", help="poll with back-off until every kernel finished")
     p.add_argument("--interval", type=float, default=30.0, help="seconds before the first re-poll (x1.5 each time, at most 300)")
+    p = _verb(sub, common, "logs", "the log of a pushed kernel (or of each kernel of a run) as readable text")
+    p.add_argument("target", help="run id or kernel (owner/slug or slug)")
     p = _verb(sub, common, "pull", "kernel outputs -> runs/<run_id>/, checked (per-fold kernels merged)")
     p.add_argument("target", help="run id or kernel (owner/slug or slug)")
     p.add_argument("--force", action="store_true", help="replace an existing runs/<run_id>/")
     p = _verb(sub, common, "local", "run kernels/<slug>/run.py here with a fake /kaggle tree, then import its run")
     p.add_argument("slug", help="folder name under kernels/")
     p.add_argument("--force", action="store_true", help="replace an existing runs/<run_id>/")
+    p.add_argument("--gpus", type=int, default=0,
+                   help="rehearse an N-GPU kernel on the CPU: its folds run as N processes at a time (CUDA_VISIBLE_DEVICES 0..N-1)")
     p = _verb(sub, common, "submit", "validate against sample_submission.csv, then kaggle competitions submit")
     p.add_argument("target", help="run id (its submission is built) or a CSV file")
     p.add_argument("-m", "--message", required=True, help="submission description (matches leaderboard scores to it)")
@@ -299,7 +339,7 @@ def _verb(sub: Any, common: argparse.ArgumentParser, name: str, help: str) -> ar
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = cli.parser("kaggle", "Kaggle loop: download, code, push, status, pull, local, submit, submissions "
+    ap = cli.parser("kaggle", "Kaggle loop: download, code, push, status, logs, pull, local, submit, submissions "
                               "(python -m src.kaggle VERB --help for each).")
     ap.add_argument("--workdir", dest="workdir_before", default=None, help=argparse.SUPPRESS)  # the old place, still accepted
     common = argparse.ArgumentParser(add_help=False)
@@ -332,7 +372,17 @@ def _submit_config(args: argparse.Namespace) -> Path | None:
 
 
 def _run_push(args: argparse.Namespace, w: Path) -> str:
-    return _table(push(_config_path(args), args, w), ["ref", "version", "run_id", "folds", "accelerator", "folder"])
+    recs = push(_config_path(args), args, w)
+    table = _table(recs, ["ref", "version", "run_id", "folds", "fold_plan", "accelerator", "docker_image", "folder"])
+    slug = next((json.loads(Path(r["folder"], "kernel_spec.json").read_text())["data_source"]["ref"] for r in recs), "")
+    return table + (f"\nnote: {code_competition_note(slug)}" if slug and is_code_competition(slug, w) else "")
+
+
+def _run_download(args: argparse.Namespace, w: Path) -> str:
+    dest = download(_config_path(args), w, args.force)
+    slug = raw_slug(_config_path(args))
+    note = f"\nnote: {code_competition_note(slug)}" if is_code_competition(slug, w) else ""
+    return f"data in {dest} (checked against {_config_path(args)}){note}"
 
 
 def _run_status(args: argparse.Namespace, w: Path) -> str:
@@ -353,16 +403,17 @@ def _run_submit(args: argparse.Namespace, w: Path) -> str:
 
 def _run_code(args: argparse.Namespace, w: Path) -> str:
     c = push_code(w, args.slug, args.message, args.force)
-    return f"code dataset {c['ref']} version {c.get('version')} holds code {c['code_sha']}"
+    return f"code dataset {c['ref']} version {c.get('version')} holds code {c['code_sha']} (ready on Kaggle)"
 
 
 VERBS: dict[str, Callable[[argparse.Namespace, Path], str]] = {
-    "download": lambda a, w: f"data in {download(_config_path(a), w, a.force)} (checked against {_config_path(a)})",
+    "download": _run_download,
     "code": _run_code,
     "push": _run_push,
     "status": _run_status,
     "pull": lambda a, w: f"run ready: {pull(a.target, w, a.force)}",
-    "local": lambda a, w: f"local kernel run imported: {local_run(a.slug, w, force=a.force)}",
+    "logs": lambda a, w: kernel_log(a.target, w),
+    "local": lambda a, w: f"local kernel run imported: {local_run(a.slug, w, force=a.force, gpus=a.gpus)}",
     "submit": _run_submit,
     "submissions": _run_submissions,
 }

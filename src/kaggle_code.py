@@ -5,6 +5,13 @@ shared ``folds/*`` go into ``workspace.zip`` with fixed timestamps (same code, s
 content hash (``manifest.json``) that each generated kernel checks before it trains.
 ``kaggle datasets create`` the first time, ``kaggle datasets version`` afterwards, nothing when the
 hash is unchanged; the ref, hash and version are recorded in ``kernels/index.json``.
+
+Kaggle processes a new version asynchronously (it unzips ``workspace.zip`` into ``workspace/``,
+which is what kernels see): until ``kaggle datasets status`` says ``ready``, a kernel pushed now
+would mount the *previous* version, and another version is refused (403). So :func:`push_code`
+records the upload, then waits with back-off (:data:`READY_POLL`) until the version is ready,
+and waits for an unfinished previous version before uploading the next; ``push`` waits too when
+the record says the last version was not seen ready.
 """
 from __future__ import annotations
 
@@ -12,6 +19,7 @@ import hashlib
 import io
 import json
 import logging
+import time
 import zipfile
 from pathlib import Path
 
@@ -22,6 +30,8 @@ from .kaggle_api import check_reachable, kaggle_cli, kaggle_user, load_state, no
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parent.parent  # tests point this at a frozen copy of src/ and configs/
 CODE_SLUG = "audio-workspace-code"
+# seconds: first re-poll, growth per poll, longest pause, give up after (tests shrink these)
+READY_POLL = {"interval": 5.0, "factor": 1.5, "max_interval": 60.0, "timeout": 1800.0}
 
 
 def code_files(workdir: Path) -> dict[str, Path]:
@@ -69,25 +79,77 @@ def stage_code(workdir: Path, slug: str, user: str) -> tuple[Path, str]:
 
 
 def push_code(workdir: Path, slug: str = CODE_SLUG, message: str = "", force: bool = False) -> dict:
-    """Create the code dataset the first time, add a version afterwards; record ref, hash and version."""
+    """Create the code dataset the first time, add a version afterwards; wait until Kaggle has it ready.
+
+    The upload is recorded (``ready: false``) before the wait, so an interrupted or timed-out wait is
+    finished by the next ``code`` or ``push`` instead of uploading again.
+    """
     user = kaggle_user()
     ref = f"{user}/{slug}"
     st = load_state(workdir)
     prev = st.get("code", {})
     sha = code_hash(code_files(workdir))
     if prev.get("ref") == ref and prev.get("code_sha") == sha and not force:
+        if not prev.get("ready"):
+            return ensure_ready(workdir)
         log.info("code dataset %s already holds this code (hash %s, version %s)", ref, sha, prev.get("version"))
         return prev
     check_reachable()  # before staging: offline, nothing is written
+    if prev.get("ref") == ref and not prev.get("ready"):
+        wait_ready(ref, "the previous version")  # a version made while one is processing is refused (403)
     folder, sha = stage_code(workdir, slug, user)
     notes = message or f"workspace code {sha}"
     out = _upload(folder, notes, update=prev.get("ref") == ref)
     if "creation error" in out:
         raise KaggleError(f"code dataset {ref} not uploaded; the server said: {short(out.split('creation error:', 1)[-1])}",
                           "fix what the server names and run python -m src.kaggle code again")
-    st["code"] = {"ref": ref, "code_sha": sha, "version": dataset_version(ref), "pushed": now(), "notes": notes}
+    st["code"] = {"ref": ref, "code_sha": sha, "version": None, "ready": False, "pushed": now(), "notes": notes}
     save_state(workdir, st)
-    return st["code"]
+    return ensure_ready(workdir)
+
+
+def ensure_ready(workdir: Path) -> dict:
+    """The recorded code dataset, once Kaggle has processed it (waits if the record says it was not yet)."""
+    st = load_state(workdir)
+    code = st.get("code", {})
+    if code.get("ready") or not code.get("ref"):
+        return code
+    code.update(version=wait_ready(code["ref"]), ready=True, ready_at=now())
+    save_state(workdir, st)
+    return code
+
+
+def dataset_status(ref: str) -> tuple[str, int | None]:
+    """(status, current version) from ``kaggle datasets status --format json``: ready, blobs_received, failed, ..."""
+    out = kaggle_cli(["datasets", "status", ref, "--format", "json"], probe=False)
+    start = out.find("{")
+    try:
+        js = json.loads(out[start:]) if start >= 0 else {}
+    except ValueError:
+        js = {}
+    if "status" not in js:
+        raise KaggleError(f"kaggle datasets status {ref}: unexpected answer {short(out)}", "pip show kaggle; it must be 2.x")
+    return str(js["status"]).lower(), js.get("current_version_number")
+
+
+def wait_ready(ref: str, which: str = "the new version") -> int | None:
+    """Poll the dataset's status with back-off until it is ready; returns its version number."""
+    p = READY_POLL
+    t0, delay = time.monotonic(), p["interval"]
+    while True:
+        status, version = dataset_status(ref)
+        if status == "ready":
+            log.info("code dataset %s version %s is ready", ref, version)
+            return version
+        if status in ("failed", "deleted"):
+            raise KaggleError(f"Kaggle could not process {which} of code dataset {ref} (status {status})",
+                              "upload it again: python -m src.kaggle code --force")
+        if time.monotonic() - t0 + delay > p["timeout"]:
+            raise KaggleError(f"{which} of code dataset {ref} is still {status} after {p['timeout']:.0f}s; kernels pushed now "
+                              "would mount the previous version", "run python -m src.kaggle code again later: it resumes the wait")
+        log.info("code dataset %s: %s is %s; next check in %.1fs", ref, which, status, delay)
+        time.sleep(delay)
+        delay = min(delay * p["factor"], p["max_interval"])
 
 
 def _upload(folder: Path, notes: str, update: bool) -> str:
@@ -98,12 +160,3 @@ def _upload(folder: Path, notes: str, update: bool) -> str:
     if "already in use" in out or "already exists" in out:
         out = kaggle_cli(["datasets", "version", "-p", str(folder), "-m", notes, "-q"], probe=False)
     return out
-
-
-def dataset_version(ref: str) -> int | None:
-    """Current version number of a dataset (None when the server does not say)."""
-    try:
-        out = kaggle_cli(["datasets", "status", ref, "--format", "json"], probe=False)
-        return json.loads(out.strip().splitlines()[-1]).get("current_version_number")
-    except (KaggleError, ValueError, IndexError):
-        return None

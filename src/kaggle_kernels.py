@@ -2,17 +2,31 @@
 
 A kernel folder holds ``kernel-metadata.json`` (what ``kaggle kernels push`` reads),
 ``kernel_spec.json`` (the kernel's settings: run id, train/tune arguments, code dataset and hash,
-data source, accelerator) and ``run.py`` (:mod:`src.kernel_runner` with those settings written into
-its marker line, see :func:`render_run_py`). Kernel folders are generated, never edited, and not
-committed (``kernels/*/`` is git-ignored).
+data and weights sources, accelerator, fold plan) and ``run.py`` (:mod:`src.kernel_runner` with those
+settings written into its marker line, see :func:`render_run_py`). Kernel folders are generated,
+never edited, and not committed (``kernels/*/`` is git-ignored).
 
 :func:`preflight` finds what would make the kernel fail on Kaggle before anything is sent;
 :func:`train_args` is the one place where push's flags become the kernel's train/tune arguments.
+
+Machines (``--accelerator``): ``NvidiaTeslaT4`` is *two* T4s (Kaggle's "GPU T4 x2"): a GPU kernel
+that trains several folds gets a fold plan and ``run.py`` trains two folds at once, one process per
+GPU. TPU shapes are refused: the workspace trains with PyTorch on CUDA or the CPU and has no XLA
+path. ``NvidiaL4`` is granted only in some competitions (kaggle-cli docs, "Some of these are only
+available to participants of specific competitions"); run.py reports the device it really got.
+``P100`` (sm_60) is refused unless asked for. The docker image is pinned: ``docker_image`` (given
+with ``--docker-image``, or the one the first pulled kernel reported) with pinning type
+``original``, so a Kaggle image update does not change results between versions.
+
+Before pushing: the code dataset must be READY (waited for), a kernel of the same name still
+QUEUED/RUNNING is not pushed again (a second session spends quota twice) and the GPU kernels must
+fit in the weekly GPU quota (``kaggle quota``), unless ``--force``.
 """
 from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import re
 from datetime import datetime
 from pathlib import Path
@@ -22,12 +36,28 @@ from typing import Any
 from . import kaggle_code, kernel_runner
 from .artifacts import read_json, write_bytes, write_json
 from .errors import KaggleError, WorkspaceError
-from .kaggle_api import check_reachable, kaggle_cli, kaggle_user, load_state, now, save_state, short
+from .kaggle_api import (
+    TERMINAL,
+    check_reachable,
+    competition_code_only,
+    gpu_quota,
+    kaggle_cli,
+    kaggle_user,
+    kernel_state,
+    load_state,
+    now,
+    save_state,
+    short,
+)
 
+log = logging.getLogger(__name__)
 # machine_shape / --accelerator values accepted by kernels push (kaggle-cli docs); "none" = CPU
 ACCELERATORS = {"NvidiaTeslaT4": "gpu", "NvidiaL4": "gpu", "NvidiaTeslaP100": "gpu", "TpuV5E8": "tpu", "Tpu1VmV38": "tpu", "none": "cpu"}
 DEFAULT_ACCELERATOR = "NvidiaTeslaT4"
 GPU_HINTS = {"NvidiaTeslaT4": "T4", "NvidiaL4": "L4", "NvidiaTeslaP100": "P100"}  # part of the device name Kaggle reports
+RESTRICTED = {"NvidiaL4": "NvidiaL4 is granted only to participants of some competitions; elsewhere the kernel may not get it "
+                          "(run.py then reports the device it got)"}
+MODEL_REF = re.compile(r"[\w.-]+/[\w.-]+/[\w.-]+/[\w.-]+/\d+")  # owner/model/framework/variation/version
 MODULES = ["numpy", "pandas", "scipy", "sklearn", "torch", "torchaudio", "soundfile", "librosa", "matplotlib", "timm"]
 SPEC_MARKER = "SPEC: dict = {}"  # the one line of src/kernel_runner.py that run.py replaces with the settings
 REF = re.compile(r"[\w.-]+/[\w.-]+")
@@ -125,10 +155,18 @@ def _check_model(cfg: Any, a: SimpleNamespace) -> list[str]:
         pretrained = {**get_spec(a.model).defaults, **pushed_params(cfg, a)}.get("pretrained")
     except WorkspaceError as exc:
         return [str(exc)]
-    if pretrained and not internet_on(a) and not a.weights_dataset:
-        return [f"model {a.model} loads pretrained weights but --internet off: attach them with --weights-dataset "
-                "owner/slug (or --param pretrained=False, or --internet on)"]
+    if pretrained and not internet_on(a) and not weights_sources(a):
+        return [f"model {a.model} loads pretrained weights but --internet off: attach them with --weights-dataset owner/slug, "
+                "--weights-model owner/model/framework/variation/version or --weights-notebook owner/slug "
+                "(or --param pretrained=False, or --internet on)"]
     return []
+
+
+def weights_sources(a: SimpleNamespace) -> list[dict]:
+    """The weights the kernel attaches: a dataset, a Kaggle Model version and/or a notebook's output."""
+    pairs = [("dataset", getattr(a, "weights_dataset", "")), ("model", getattr(a, "weights_model", "")),
+             ("notebook", getattr(a, "weights_notebook", ""))]
+    return [{"kind": kind, "ref": ref} for kind, ref in pairs if ref]
 
 
 def _check_folds(cfg: Any, a: SimpleNamespace, workdir: Path) -> list[str]:
@@ -145,6 +183,10 @@ def _check_folds(cfg: Any, a: SimpleNamespace, workdir: Path) -> list[str]:
 def _check_accelerator(a: SimpleNamespace) -> list[str]:
     if a.accelerator not in ACCELERATORS:
         return [f"--accelerator {a.accelerator!r} unknown; choose one of {sorted(ACCELERATORS)}"]
+    if ACCELERATORS[a.accelerator] == "tpu":
+        return [f"--accelerator {a.accelerator} is a TPU, but the workspace trains with PyTorch on CUDA or the CPU and has no "
+                "XLA path (torch_xla), so the kernel could not use it (and TPU pushes have been reported to start on a "
+                "non-TPU image): use --accelerator NvidiaTeslaT4 (two T4s) or none"]
     if a.accelerator == "NvidiaTeslaP100" and not a.allow_p100:
         return ["NvidiaTeslaP100 is sm_60: current PyTorch builds in Kaggle's image have no kernels for it and fail at the "
                 "first CUDA op; use --accelerator NvidiaTeslaT4 (or --allow-p100 with a Pascal-compatible torch)"]
@@ -152,8 +194,9 @@ def _check_accelerator(a: SimpleNamespace) -> list[str]:
 
 
 def _check_sources(a: SimpleNamespace) -> list[str]:
-    bad = [f"dataset {ref!r} is not owner/slug" for ref in filter(None, [a.data_dataset, a.weights_dataset])
-           if not REF.fullmatch(ref)]
+    bad = [f"{src['kind']} {src['ref']!r} is not {'owner/model/framework/variation/version' if src['kind'] == 'model' else 'owner/slug'}"
+           for src in [{"kind": "dataset", "ref": a.data_dataset}, *weights_sources(a)]
+           if src["ref"] and not (MODEL_REF if src["kind"] == "model" else REF).fullmatch(src["ref"])]
     if a.tune and not (kaggle_code.REPO / "src" / "tune.py").is_file():
         bad.append("--tune needs src/tune.py")
     return bad
@@ -180,14 +223,31 @@ def _check_code(cfg: Any, a: SimpleNamespace, workdir: Path, st: dict) -> list[s
 # ----------------------------------------------------------------------------- the kernel folder
 
 
-def kernel_metadata(ref: str, title: str, a: SimpleNamespace, sources: list[str], competitions: list[str]) -> dict:
+def kernel_metadata(ref: str, title: str, a: SimpleNamespace, sources: list[str], competitions: list[str],
+                    docker: dict | None = None) -> dict:
     kind = ACCELERATORS[a.accelerator]
+    weights = weights_sources(a)
     meta = {"id": ref, "title": title, "code_file": "run.py", "language": "python", "kernel_type": "script",
             "is_private": True, "enable_gpu": kind == "gpu", "enable_tpu": kind == "tpu", "enable_internet": internet_on(a),
-            "dataset_sources": sources, "competition_sources": competitions, "kernel_sources": [], "model_sources": []}
+            "dataset_sources": sources, "competition_sources": competitions,
+            "kernel_sources": [w["ref"] for w in weights if w["kind"] == "notebook"],
+            "model_sources": [w["ref"] for w in weights if w["kind"] == "model"], **(docker or {})}
     if kind != "cpu":
         meta["machine_shape"] = a.accelerator  # set explicitly: with enable_gpu alone Kaggle picks its default GPU
     return meta
+
+
+def docker_pin(a: SimpleNamespace, st: dict) -> dict:
+    """``docker_image`` / ``docker_image_pinning_type`` for kernel-metadata.json.
+
+    ``--docker-image IMAGE`` pins that image (and is recorded for later pushes), ``--docker-image latest``
+    follows Kaggle's current image; otherwise the recorded image (the one a pulled kernel reported) is
+    pinned. Pinning type ``original`` keeps a kernel's later versions on the environment of its first.
+    """
+    want = getattr(a, "docker_image", "") or st.get("docker_image", "")
+    if want == "latest":
+        return {"docker_image_pinning_type": "latest"}
+    return {"docker_image_pinning_type": "original", **({"docker_image": want} if want else {})}
 
 
 def validate_metadata(folder: Path) -> dict:
@@ -206,23 +266,31 @@ def validate_metadata(folder: Path) -> dict:
         problem = "language must be 'python' and kernel_type 'script' or 'notebook'"
     elif meta.get("enable_gpu") and meta.get("machine_shape") not in ACCELERATORS:
         problem = "enable_gpu without a known machine_shape; Kaggle would pick its default GPU"
-    elif any(not REF.fullmatch(r) for r in meta.get("dataset_sources", [])):
-        problem = f"dataset sources {meta['dataset_sources']} must all be owner/slug"
+    elif any(not REF.fullmatch(r) for r in meta.get("dataset_sources", []) + meta.get("kernel_sources", [])):
+        problem = f"dataset/kernel sources {meta['dataset_sources'] + meta.get('kernel_sources', [])} must all be owner/slug"
+    elif any(not MODEL_REF.fullmatch(r) for r in meta.get("model_sources", [])):
+        problem = f"model sources {meta['model_sources']} must all be owner/model/framework/variation/version"
     if problem:
         raise KaggleError(f"{where}: {problem}", REGENERATE)
     return meta
 
 
-def build_spec(cfg: Any, a: SimpleNamespace, st: dict, kernel: str, run_id: str, folds: list[int] | None, src: dict) -> dict:
-    """What run.py needs, frozen at push time (the kernel cannot read this machine)."""
+def build_spec(cfg: Any, a: SimpleNamespace, st: dict, kernel: str, run_id: str, folds: list[int] | None, src: dict,
+               plan: list[int] | None = None) -> dict:
+    """What run.py needs, frozen at push time (the kernel cannot read this machine).
+
+    ``fold_plan``: the folds a GPU kernel may train side by side, one process per visible GPU (two on
+    NvidiaTeslaT4); run.py falls back to one process when it sees a single GPU.
+    """
     identity = ["--study", run_id] if a.tune else ["--run-id", run_id]
     args = [*train_args(a), *identity, *(["--folds", *map(str, folds)] if folds else [])]
     kind = ACCELERATORS[a.accelerator]
     return {"kernel": kernel, "run_id": run_id, "module": "src.tune" if a.tune else "src.train", "args": args,
             "config": f"configs/{Path(cfg.path).name}", "code_dataset": st["code"]["ref"], "code_sha": st["code"]["code_sha"],
-            "data_source": src, "weights_dataset": a.weights_dataset or "", "accelerator": a.accelerator,
+            "data_source": src, "weights": weights_sources(a), "accelerator": a.accelerator,
             "device": "cuda" if kind == "gpu" else "cpu", "gpu_hint": GPU_HINTS.get(a.accelerator, ""),
-            "internet": internet_on(a), "modules": MODULES + (["optuna"] if a.tune else []), "folds": folds, "keep_cache": False}
+            "internet": internet_on(a), "modules": MODULES + (["optuna"] if a.tune else []), "folds": folds,
+            "fold_plan": plan, "keep_cache": False}
 
 
 def render_run_py(spec: dict) -> str:
@@ -300,6 +368,11 @@ def push(config: Path, a: SimpleNamespace, workdir: Path) -> list[dict]:
         raise KaggleError("pre-flight failed, nothing pushed:\n  - " + "\n  - ".join(problems), "fix each item above and push again")
     run_id = a.run_id or f"{cfg.name}-{a.model}{'-tune' if a.tune else ''}-kaggle-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     groups = [[k] for k in (a.folds or fold_numbers_in(_fold_path(cfg, workdir)))] if a.per_fold else [a.folds]
+    if not a.no_push:
+        before_push(a, workdir, [f"{user}/{kernel_slug(cfg, a, g)}" for g in groups], src)
+        st = load_state(workdir)  # the code record may have been completed by the wait
+        if getattr(a, "docker_image", ""):
+            st["docker_image"] = a.docker_image  # an explicit pin is kept for later pushes
     pushed = []
     for folds in groups:
         pushed.append(_generate_and_push(cfg, a, st, user, run_id, folds, src, Path(workdir)))
@@ -311,19 +384,84 @@ def push(config: Path, a: SimpleNamespace, workdir: Path) -> list[dict]:
     return pushed
 
 
+def kernel_slug(cfg: Any, a: SimpleNamespace, folds: list[int] | None) -> str:
+    suffix = f"-f{folds[0]}" if a.per_fold and folds else ""
+    return slugify(f"{cfg.name}-{a.model}{'-tune' if a.tune else ''}{suffix}")
+
+
+def before_push(a: SimpleNamespace, workdir: Path, refs: list[str], src: dict) -> None:
+    """What is checked with Kaggle before anything is sent: code ready, nothing still running, quota, restrictions."""
+    kaggle_code.ensure_ready(workdir)  # a kernel pushed before the version is READY mounts the previous one
+    check_not_running(load_state(workdir), refs, getattr(a, "force", False))
+    if ACCELERATORS[a.accelerator] == "gpu":
+        check_quota(len(refs), a)
+    if a.accelerator in RESTRICTED:
+        log.warning(RESTRICTED[a.accelerator])
+    if src["kind"] == "competition" and competition_code_only(src["ref"], workdir):
+        log.warning("%s is a code competition: training kernels are fine, but Kaggle scores only a notebook's own "
+                    "/kaggle/working/submission.csv, not an uploaded file; submit through an inference kernel "
+                    "(python -m src.kaggle push-inference, then submit -k/-v)", src["ref"])
+
+
+def check_not_running(st: dict, refs: list[str], force: bool) -> None:
+    """Refuse to push a new version of a kernel whose last version is still queued or running (unless forced).
+
+    Kaggle runs the new version as another session: both spend the weekly GPU quota, and the older
+    session's outputs are replaced by the newer's when it finishes.
+    """
+    busy = []
+    for ref in refs:
+        if ref in st["kernels"] and st["kernels"][ref].get("pushed"):
+            state, _ = kernel_state(ref)
+            if state not in TERMINAL:
+                busy.append(f"{ref} (version {st['kernels'][ref].get('version')}, {state})")
+    if busy and not force:
+        raise KaggleError(f"still running on Kaggle: {', '.join(busy)}; pushing again starts a second session that spends "
+                          "GPU quota too", "wait for it (python -m src.kaggle status --wait), stop it on kaggle.com, or pass --force")
+    for b in busy:
+        log.warning("pushing over a kernel that is still running (--force): %s", b)
+
+
+def check_quota(n_kernels: int, a: SimpleNamespace) -> None:
+    """The GPU kernels about to start must fit in what is left of this week's GPU quota (``kaggle quota``)."""
+    q = gpu_quota()
+    if q is None:
+        return
+    hours, force = getattr(a, "gpu_hours", 1.0), getattr(a, "force", False)
+    need = n_kernels * hours
+    log.info("GPU quota: %.2f h of %.0f h left (refresh %s); this push may use up to %.1f h", q["remaining"], q["total"],
+             q["refresh"], need)
+    if q["remaining"] < need and not force:
+        raise KaggleError(f"{n_kernels} GPU kernel(s) x {hours:g} h = {need:g} h, but only {q['remaining']:.2f} h of the "
+                          f"weekly GPU quota ({q['total']:.0f} h) are left until {q['refresh'] or 'the weekly refresh'}",
+                          "push fewer folds (--folds), one kernel for all folds (two per T4x2 at a time) instead of "
+                          "--per-fold, --accelerator none, a smaller --gpu-hours estimate, or pass --force")
+
+
+def fold_plan(cfg: Any, a: SimpleNamespace, workdir: Path, folds: list[int] | None) -> list[int] | None:
+    """Folds a GPU training kernel may run side by side (one per GPU); None for one fold, tuning or the CPU."""
+    if a.tune or a.per_fold or ACCELERATORS[a.accelerator] != "gpu":
+        return None
+    plan = list(folds) if folds else fold_numbers_in(_fold_path(cfg, workdir))
+    return plan if len(plan) > 1 else None
+
+
 def _generate_and_push(cfg: Any, a: SimpleNamespace, st: dict, user: str, run_id: str, folds: list[int] | None,
                        src: dict, workdir: Path) -> dict:
     """Write and check one kernel folder; push it unless --no-push. Returns its kernels/index.json record."""
     suffix = f"-f{folds[0]}" if a.per_fold else ""
-    slug = slugify(f"{cfg.name}-{a.model}{'-tune' if a.tune else ''}{suffix}")
+    slug = kernel_slug(cfg, a, folds)
     ref, rid, folder = f"{user}/{slug}", run_id + suffix, workdir / "kernels" / slug
-    sources = [st["code"]["ref"]] + [r for r in (a.data_dataset, a.weights_dataset) if r]
+    sources = [st["code"]["ref"]] + [w["ref"] for w in [{"kind": "dataset", "ref": a.data_dataset}, *weights_sources(a)]
+                                     if w["ref"] and w["kind"] == "dataset"]
     comps = [src["ref"]] if src["kind"] == "competition" else []
-    write_kernel(folder, kernel_metadata(ref, slug.replace("-", " ").title(), a, sources, comps),
-                 build_spec(cfg, a, st, ref, rid, folds, src))
+    docker, plan = docker_pin(a, st), fold_plan(cfg, a, workdir, folds)
+    write_kernel(folder, kernel_metadata(ref, slug.replace("-", " ").title(), a, sources, comps, docker),
+                 build_spec(cfg, a, st, ref, rid, folds, src, plan))
     validate_metadata(folder)
     rec = {"ref": ref, "folder": str(folder), "run_id": rid, "group": run_id, "folds": folds, "config": str(cfg.path),
-           "model": a.model, "accelerator": a.accelerator, "code_sha": st["code"]["code_sha"], "generated": now()}
+           "model": a.model, "accelerator": a.accelerator, "code_sha": st["code"]["code_sha"], "fold_plan": plan,
+           "docker_image": docker.get("docker_image", docker["docker_image_pinning_type"]), "generated": now()}
     if not a.no_push:
         acc = ["--accelerator", a.accelerator] if ACCELERATORS[a.accelerator] != "cpu" else []
         out = kaggle_cli(["kernels", "push", "-p", str(folder), *acc], probe=False)

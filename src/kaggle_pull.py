@@ -5,13 +5,19 @@ A pulled run is checked before it lands in ``runs/``: every fold the kernel was 
 contract (:mod:`src.runs`) are there, and the fold file the kernel trained on has the sha256 of the
 local one. Only then is ``config.json`` rewritten to this machine's paths (the originals are kept
 under ``kaggle``) and the folder moved into place; a refused pull leaves ``runs/`` as it was.
-Per-fold kernels are merged into one run and finalised (oof/test/metrics) like a local run.
+Per-fold kernels are merged into one run and finalised (oof/test/metrics) like a local run; so are
+the per-fold runs of a kernel that trained its folds side by side on two GPUs (``parts`` in its
+``kernel_report.json``). Kaggle's JSON-array log is kept as readable text (``kaggle_<slug>.log``),
+and the docker image a kernel reports is recorded so later pushes pin it.
+
+``local`` stages a fake ``/kaggle`` tree in Kaggle's current layout (``input/competitions/<slug>``,
+``input/datasets/<owner>/<slug>`` holding the code dataset unzipped as Kaggle unzips it) and runs the
+generated run.py unchanged.
 """
 from __future__ import annotations
 
 import logging
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -22,26 +28,15 @@ from pathlib import Path
 from . import kaggle_code
 from .artifacts import file_sha256, read_json, write_json
 from .errors import KaggleError
-from .kaggle_api import check_reachable, kaggle_cli, load_state, now, save_state, short
+from .kaggle_api import TERMINAL, check_reachable, kaggle_cli, kernel_state, load_state, now, readable_log, save_state, short
 from .kaggle_kernels import embedded_spec, read_spec
+from .kernel_runner import unpack
 from .runs import fold_files
 
 log = logging.getLogger(__name__)
-TERMINAL = {"COMPLETE", "ERROR", "CANCEL_ACKNOWLEDGED", "CANCEL_REQUESTED"}
 
 
 # ----------------------------------------------------------------------------- status
-
-
-def kernel_state(ref: str) -> tuple[str, str]:
-    """(state, failure message) from ``kaggle kernels status``."""
-    out = kaggle_cli(["kernels", "status", ref], probe=False)
-    m = re.search(r'has status "([^"]+)"', out)
-    if not m:
-        raise KaggleError(f"kaggle kernels status {ref}: unexpected answer {short(out)}", "run status again; if it persists, "
-                          "the kaggle CLI's output format changed (pip show kaggle)")
-    fm = re.search(r'Failure message: "(.*)"', out)
-    return m.group(1).split(".")[-1].upper(), fm.group(1) if fm else ""
 
 
 def resolve_kernels(st: dict, targets: list[str] | None) -> list[str]:
@@ -114,7 +109,7 @@ def find_run_dir(out_dir: Path, run_id: str) -> Path:
     rep = next(iter(Path(out_dir).rglob("kernel_report.json")), None)
     why = read_json(rep).get("error", "no error recorded") if rep else "no kernel_report.json either (the kernel never started?)"
     logs = sorted(Path(out_dir).glob("*.log"))
-    tail = short(" | ".join(logs[0].read_text(errors="replace").strip().splitlines()[-3:]), 400) if logs else ""
+    tail = short(" | ".join(readable_log(logs[0].read_text(errors="replace")).strip().splitlines()[-3:]), 400) if logs else ""
     raise KaggleError(f"kernel output in {out_dir} has no runs/{run_id}/: {why}" + (f"; log ends: {tail}" if tail else ""),
                       "fix the cause and push the kernel again (python -m src.kaggle status shows Kaggle's failure message)")
 
@@ -167,10 +162,27 @@ def localise_config(run_dir: Path, config: Path, fold_file: Path, kernel: str, v
     return meta
 
 
-def _copy_logs(out_dir: Path, dest: Path, slug: str) -> None:
-    for p in list(Path(out_dir).glob("*.log")) + list(Path(out_dir).rglob("kernel_report.json"))[:1]:
-        name = f"kaggle_{slug}.log" if p.suffix == ".log" else f"kernel_report_{slug}.json"
-        shutil.copy2(p, dest / name)
+def _copy_logs(out_dir: Path, dest: Path, slug: str, folds: list[int] | None = None) -> None:
+    """The kernel's log (as readable text), its report, and the per-fold logs of folds trained side by side."""
+    for p in Path(out_dir).glob("*.log"):
+        (dest / f"kaggle_{slug}.log").write_text(readable_log(p.read_text(errors="replace")))
+    for p in list(Path(out_dir).rglob("kernel_report.json"))[:1]:
+        shutil.copy2(p, dest / f"kernel_report_{slug}.json")
+    for k in folds or []:
+        fold_log = Path(out_dir) / "logs" / f"fold{k}.log"
+        if fold_log.is_file():
+            shutil.copy2(fold_log, dest / f"kaggle_{slug}_fold{k}.log")
+
+
+def kernel_report(out_dir: Path) -> dict:
+    rep = next(iter(Path(out_dir).rglob("kernel_report.json")), None)
+    return read_json(rep) if rep else {}
+
+
+def output_parts(out_dir: Path, rec: dict) -> list[dict]:
+    """The run folders one kernel left: its run, or one per fold when it trained folds side by side (``parts``)."""
+    parts = kernel_report(out_dir).get("parts") or []
+    return [{**rec, "run_id": p["run_id"], "folds": p["folds"]} for p in parts] or [rec]
 
 
 # ----------------------------------------------------------------------------- import, merge, pull
@@ -193,7 +205,7 @@ def import_run(out_dir: Path, rec: dict, workdir: Path, force: bool = False) -> 
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(src, tmp)
     localise_config(tmp, Path(rec["config"]), fold_file, rec["ref"], rec.get("version"))
-    _copy_logs(out_dir, tmp, rec["ref"].split("/")[-1])
+    _copy_logs(out_dir, tmp, rec["ref"].split("/")[-1], rec.get("folds"))
     shutil.rmtree(dest, ignore_errors=True)
     os.replace(tmp, dest)
     return dest
@@ -255,8 +267,6 @@ def download_output(ref: str, workdir: Path) -> Path:
 
 def pull(target: str, workdir: Path, force: bool = False) -> Path:
     """Download the outputs of a pushed run (or kernel) and turn them into a contract-checked run folder."""
-    from .runs import load_run
-
     st = load_state(workdir)
     refs = resolve_kernels(st, [target])
     group = st["kernels"][refs[0]].get("group", target)
@@ -264,15 +274,48 @@ def pull(target: str, workdir: Path, force: bool = False) -> Path:
     outs = {ref: download_output(ref, workdir) for ref in refs}
     if st["runs"].get(group, {}).get("tune"):
         return import_tune(outs[refs[0]], st["kernels"][refs[0]], workdir)
-    for ref in refs:  # every kernel checked before any run folder is written
-        verify_output(outs[ref], st["kernels"][ref], workdir)
-    parts = [import_run(outs[ref], st["kernels"][ref], workdir, force=len(refs) > 1 or force) for ref in refs]
+    jobs = [(outs[ref], part) for ref in refs for part in output_parts(outs[ref], st["kernels"][ref])]
+    run = import_parts(jobs, group, Path(st["kernels"][refs[0]]["config"]), workdir, force)
     for ref in refs:
         st["kernels"][ref]["pulled"] = now()
+        record_image(st, ref, kernel_report(outs[ref]))
     save_state(workdir, st)
-    run = merge_folds(parts, group, Path(st["kernels"][refs[0]]["config"]), workdir, force) if len(refs) > 1 else parts[0]
+    return run
+
+
+def import_parts(jobs: list[tuple[Path, dict]], group: str, config: Path, workdir: Path, force: bool) -> Path:
+    """Every (output folder, run record) checked first, then imported; more than one part is merged into ``group``."""
+    from .runs import load_run
+
+    for out, rec in jobs:  # every part is checked before any run folder is written
+        verify_output(out, rec, workdir)
+    parts = [import_run(out, rec, workdir, force=len(jobs) > 1 or force) for out, rec in jobs]
+    run = merge_folds(parts, group, config, workdir, force) if len(parts) > 1 else parts[0]
     load_run(run, workdir)  # the same check ensemble/submit make
     return run
+
+
+def record_image(st: dict, ref: str, report: dict) -> None:
+    """Keep the docker image a kernel ran on; the first one seen becomes the pin of later pushes."""
+    image = report.get("docker_image")
+    if not image:
+        return
+    st["kernels"][ref]["docker_image_seen"] = image
+    if not st.get("docker_image"):
+        st["docker_image"] = image
+        log.info("kernel %s ran on docker image %s: later pushes pin it (override with push --docker-image)", ref, image)
+
+
+def kernel_log(target: str, workdir: Path) -> str:
+    """The log of each kernel of a run (or a kernel) as readable text (Kaggle stores a JSON array of events)."""
+    st = load_state(workdir)
+    refs = resolve_kernels(st, [target])
+    check_reachable()
+    texts = []
+    for ref in refs:
+        out = kaggle_cli(["kernels", "logs", ref], probe=False)
+        texts.append(f"===== {ref}\n{readable_log(out.strip()).rstrip()}")
+    return "\n".join(texts)
 
 
 def import_tune(out: Path, rec: dict, workdir: Path) -> Path:
@@ -298,7 +341,12 @@ def _link(target: Path, link: Path) -> None:
 
 
 def stage_local(slug: str, spec: dict, data_root: Path, workdir: Path) -> Path:
-    """cache/kaggle/local/<slug>/: input/ links the staged code dataset and the data, working/ is fresh."""
+    """cache/kaggle/local/<slug>/: input/ in Kaggle's current layout, working/ fresh.
+
+    The code dataset is mounted as Kaggle processes it (``manifest.json`` plus ``workspace.zip``
+    unzipped into ``workspace/``) at ``input/datasets/<owner>/<slug>``; the data at
+    ``input/competitions/<slug>`` or ``input/datasets/<owner>/<slug>``. Weights sources are not staged.
+    """
     root = Path(workdir) / "cache" / "kaggle" / "local" / slug
     shutil.rmtree(root, ignore_errors=True)
     owner, code_slug = spec["code_dataset"].split("/")
@@ -306,17 +354,26 @@ def stage_local(slug: str, spec: dict, data_root: Path, workdir: Path) -> Path:
     if sha != spec["code_sha"]:
         raise KaggleError(f"kernels/{slug} was generated for code {spec['code_sha']}, the local code is {sha}",
                           "generate it again: python -m src.kaggle push ... (--no-push to only write it)")
-    _link(code_dir, root / "input" / code_slug)
+    mount = root / "input" / "datasets" / owner / code_slug
+    mount.mkdir(parents=True)
+    shutil.copy2(code_dir / "manifest.json", mount / "manifest.json")
+    unpack(code_dir / "workspace.zip", mount / "workspace")
     data = spec["data_source"]
     for _ in Path(data["subdir"]).parts if data["subdir"] else []:
         data_root = data_root.parent
-    _link(data_root, root / "input" / data["ref"].split("/")[-1])
+    where = ["competitions", data["ref"]] if data["kind"] == "competition" else ["datasets", *data["ref"].split("/")]
+    _link(data_root, root.joinpath("input", *where))
     (root / "working").mkdir(parents=True)
     return root
 
 
-def local_run(slug: str, workdir: Path, import_outputs: bool = True, force: bool = False, timeout: float | None = None) -> Path:
-    """Run kernels/<slug>/run.py unchanged against a fake /kaggle tree, then import its run like ``pull``."""
+def local_run(slug: str, workdir: Path, import_outputs: bool = True, force: bool = False, timeout: float | None = None,
+              gpus: int = 0) -> Path:
+    """Run kernels/<slug>/run.py unchanged against a fake /kaggle tree, then import its run like ``pull``.
+
+    ``gpus`` > 1 rehearses a multi-GPU kernel on the CPU: run.py spreads its fold plan over that many
+    fold processes (``CUDA_VISIBLE_DEVICES`` 0..gpus-1), and the parts are merged as ``pull`` merges them.
+    """
     from .config import load_config
 
     folder = Path(workdir) / "kernels" / slug
@@ -329,6 +386,9 @@ def local_run(slug: str, workdir: Path, import_outputs: bool = True, force: bool
     cfg_path = cfg_path if cfg_path.is_file() else kaggle_code.REPO / spec["config"]
     root = stage_local(slug, spec, Path(load_config(cfg_path).data.root), workdir)
     env = {**os.environ, "WS_KAGGLE_ROOT": str(root.resolve())}
+    env.pop("WS_LOCAL_DEVICES", None)
+    if gpus > 1:
+        env["WS_LOCAL_DEVICES"] = ",".join(map(str, range(gpus)))
     proc = subprocess.run([sys.executable, str(folder / "run.py")], env=env, cwd=root, timeout=timeout)
     if proc.returncode != 0:
         rep = root / "working" / "kernel_report.json"
@@ -338,5 +398,5 @@ def local_run(slug: str, workdir: Path, import_outputs: bool = True, force: bool
     if not import_outputs:
         return root / "working"
     rec = {"ref": meta["id"], "run_id": spec["run_id"], "folds": spec["folds"], "config": str(cfg_path)}
-    return import_run(root / "working", rec, workdir, force)
-
+    jobs = [(root / "working", part) for part in output_parts(root / "working", rec)]
+    return import_parts(jobs, spec["run_id"], cfg_path, workdir, force)

@@ -19,13 +19,28 @@ other line may read exactly like the marker.
 
 On Kaggle it reads /kaggle/input and writes /kaggle/working. Locally, ``WS_KAGGLE_ROOT=<dir>``
 maps them to <dir>/input and <dir>/working (``python -m src.kaggle local <slug>`` builds that
-tree). Sources may be mounted at ``input/<slug>``, ``input/competitions/<slug>`` or
-``input/datasets/<owner>/<slug>`` (newer Kaggle images); all three are searched.
+tree). Where sources are mounted (:func:`mounts`; the current layout first, then the old flat one):
+
+* competition ``slug``: ``input/competitions/<slug>`` or ``input/<slug>``
+* dataset ``owner/slug``: ``input/datasets/<owner>/<slug>`` or ``input/<slug>``
+* model ``owner/model/framework/variation/version``:
+  ``input/models/<owner>/<model>/<framework>/<variation>/<version>`` or ``input/<model>/<framework>/...``
+  (components matched without regard to case: Kaggle lower-cases the framework)
+* notebook output ``owner/slug``: ``input/notebooks/<owner>/<slug>`` or ``input/<slug>``
 
 Steps of :func:`main`: find the code dataset (and check it is the code this kernel was made for),
 install missing modules (internet on only), check the GPU against the installed torch, find the
 data, point the config's ``[data] root`` at it, run the train/tune module, leave the run under
-<working>/runs/<run_id>/ and a kernel_report.json beside it.
+<working>/runs/<run_id>/ and a kernel_report.json beside it (with the docker image Kaggle ran it
+on, ``KAGGLE_DOCKER_IMAGE``, so later pushes can pin it).
+
+Two GPUs (``NvidiaTeslaT4`` is T4 x2): when the spec has a ``fold_plan`` and two or more GPUs are
+visible, :func:`run_parallel` trains the folds as separate ``python -m src.train`` processes, one
+per GPU (``CUDA_VISIBLE_DEVICES`` set to one id each), a new fold starting as soon as a GPU is free;
+each fold is its own run ``<run_id>-f<k>`` exactly as a per-fold kernel leaves it, listed under
+``parts`` in the report, and ``pull`` merges them the same way. The first process builds the feature
+cache before the others start. A local run rehearses this on the CPU with ``WS_LOCAL_DEVICES=0,1``
+(``python -m src.kaggle local <slug> --gpus 2``).
 """
 from __future__ import annotations
 
@@ -38,9 +53,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 import zipfile
+from collections import deque
 from pathlib import Path
 
 SPEC: dict = {}
@@ -80,7 +97,7 @@ class Report:
     def __init__(self, spec: dict, path: Path | None = None):
         self.path = path or working_dir() / "kernel_report.json"
         self.data = {"kernel": spec.get("kernel"), "run_id": spec.get("run_id"), "code_sha": spec.get("code_sha"),
-                     "local": is_local(), "started": now()}
+                     "local": is_local(), "docker_image": os.environ.get("KAGGLE_DOCKER_IMAGE", ""), "started": now()}
 
     def update(self, **kw) -> None:
         self.data.update(kw)
@@ -88,21 +105,44 @@ class Report:
         self.path.write_text(json.dumps(self.data, indent=2))
 
 
-def mounts(ref: str) -> list[Path]:
-    """Where Kaggle may have mounted a dataset (``owner/slug``) or a competition (``slug``)."""
-    base, slug = input_dir(), ref.split("/")[-1]
-    cands = [base / slug, base / "competitions" / slug]
-    if "/" in ref:
-        cands.append(base / "datasets" / ref)
-    return [c for c in cands if c.is_dir()]
+KINDS = {"competition": "competitions", "dataset": "datasets", "notebook": "notebooks", "model": "models"}
+
+
+def source_kind(ref: str) -> str:
+    """competition (``slug``), model (``owner/model/framework/variation/version``) or dataset (``owner/slug``)."""
+    return {1: "competition", 5: "model"}.get(len(ref.split("/")), "dataset")
+
+
+def _walk(base: Path, parts: list[str]) -> Path | None:
+    """``base/parts...`` matching each component exactly, else without regard to case; None if absent."""
+    here = base
+    for part in parts:
+        if (here / part).is_dir():
+            here = here / part
+            continue
+        hits = [c for c in here.iterdir() if c.is_dir() and c.name.lower() == part.lower()] if here.is_dir() else []
+        if not hits:
+            return None
+        here = hits[0]
+    return here
+
+
+def mounts(ref: str, kind: str = "") -> list[Path]:
+    """Where Kaggle may have mounted a source (see the module docstring): the current layout first, then the flat one."""
+    kind = kind or source_kind(ref)
+    parts = ref.split("/")
+    flat = parts[1:] if kind == "model" else parts[-1:]
+    hits = [_walk(input_dir(), [KINDS[kind], *parts]), _walk(input_dir(), flat)]
+    return [h for h in dict.fromkeys(hits) if h is not None]
 
 
 def listing() -> list[str]:
-    """What is under the input folder (three levels: enough to show every mount layout)."""
+    """What is under the input folder (four levels: enough to show every mount layout)."""
     base = input_dir()
     if not base.is_dir():
         return []
-    return sorted(str(p.relative_to(base)) for pat in ("*", "*/*", "*/*/*") for p in base.glob(pat) if p.is_dir())[:30]
+    pats = ("*", "*/*", "*/*/*", "*/*/*/*")
+    return sorted(str(p.relative_to(base)) for pat in pats for p in base.glob(pat) if p.is_dir())[:40]
 
 
 # ----------------------------------------------------------------------------- code, data, config
@@ -116,7 +156,7 @@ def outside(names: list[str], dest: Path) -> list[str]:
 
 def find_code(spec: dict) -> Path:
     """The workspace code (a folder holding src/) from the attached code dataset, checked against the spec."""
-    bases = mounts(spec["code_dataset"])
+    bases = mounts(spec["code_dataset"], "dataset")
     if not bases:
         raise KernelFailure(f"code dataset {spec['code_dataset']} is not attached (input has {listing()}): push the kernel "
                             "again with python -m src.kaggle push (it adds the dataset to dataset_sources)")
@@ -167,7 +207,7 @@ def check_modules(spec: dict, code_dir: Path) -> None:
 def find_data(spec: dict) -> Path:
     """The mounted data folder: the competition or data dataset, plus the spec's subfolder."""
     src = spec["data_source"]
-    for base in mounts(src["ref"]):
+    for base in mounts(src["ref"], src["kind"]):
         root = base / src["subdir"] if src["subdir"] else base
         if root.is_dir():
             return root
@@ -203,11 +243,22 @@ def copy_folds(code_dir: Path) -> None:
 
 
 def attach_weights(spec: dict) -> None:
-    """Point src.pretrained (``PRETRAINED_DIR``) and torch/hf caches at the weights dataset, if any."""
-    weights = mounts(spec["weights_dataset"]) if spec.get("weights_dataset") else []
-    if weights:
-        os.environ.update(PRETRAINED_DIR=str(weights[0]), TORCH_HOME=str(weights[0]), HF_HUB_OFFLINE="1",
-                          MUSICNN_WEIGHTS_DIR=str(weights[0]))  # converted <name>.safetensors of src.musicnn
+    """Point src.pretrained (``PRETRAINED_DIR``) and torch/hf caches at the first weights source (dataset, model, notebook).
+
+    A source the kernel was pushed with but Kaggle did not mount is an error on Kaggle; a local run
+    does not stage weights sources (this machine's caches are used), so there it is only reported.
+    """
+    sources = spec.get("weights") or ([{"kind": "dataset", "ref": spec["weights_dataset"]}] if spec.get("weights_dataset") else [])
+    for src in sources:
+        found = mounts(src["ref"], src["kind"])
+        if found:
+            os.environ.update(PRETRAINED_DIR=str(found[0]), TORCH_HOME=str(found[0]), HF_HUB_OFFLINE="1",
+                              MUSICNN_WEIGHTS_DIR=str(found[0]))  # converted <name>.safetensors of src.musicnn
+            return
+        if not is_local():
+            raise KernelFailure(f"weights {src['kind']} {src['ref']} is not under {input_dir()}: input has {listing()}; "
+                                "check the ref and push again")
+        print(f"local run: weights {src['kind']} {src['ref']} not staged; this machine's caches are used", flush=True)
 
 
 # ----------------------------------------------------------------------------- the GPU
@@ -281,6 +332,105 @@ def run_module(module: str, argv: list[str], code_dir: Path) -> int:
         return 1
 
 
+# ----------------------------------------------------------------------------- folds side by side, one per GPU
+
+
+def visible_devices(device: str) -> list[str]:
+    """GPU ids to spread folds over: this machine's CUDA devices (honouring CUDA_VISIBLE_DEVICES), or, in a
+    local rehearsal, ``WS_LOCAL_DEVICES`` (the processes then train on the CPU with the ids set)."""
+    if is_local():
+        return [d.strip() for d in os.environ.get("WS_LOCAL_DEVICES", "").split(",") if d.strip()]
+    if device != "cuda":
+        return []
+    import torch
+
+    n = torch.cuda.device_count()
+    named = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    return (named or [str(i) for i in range(n)])[:n]
+
+
+def fold_argv(argv: list[str], run_id: str, fold: int) -> list[str]:
+    """The kernel's train arguments for one fold: ``--run-id <run_id>-f<k> --folds <k>`` instead of its own."""
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] == "--run-id":
+            i += 2
+        elif argv[i] == "--folds":
+            i += 1
+            while i < len(argv) and not argv[i].startswith("--"):
+                i += 1
+        else:
+            out.append(argv[i])
+            i += 1
+    return [*out, "--run-id", f"{run_id}-f{fold}", "--folds", str(fold)]
+
+
+class FoldJob:
+    """One fold training in its own process on one GPU; its output is prefixed and kept in <working>/logs/fold<k>.log."""
+
+    def __init__(self, spec: dict, argv: list[str], code_dir: Path, fold: int, gpu: str):
+        self.fold, self.gpu, self.run_id = fold, gpu, f"{spec['run_id']}-f{fold}"
+        self.log_path = working_dir() / "logs" / f"fold{fold}.log"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.tail: deque[str] = deque(maxlen=15)
+        self.t0 = time.time()
+        cmd = [sys.executable, "-u", "-m", spec["module"], *fold_argv(argv, spec["run_id"], fold)]
+        print(f"[fold {fold} gpu {gpu}] $ CUDA_VISIBLE_DEVICES={gpu} python -m {' '.join(cmd[3:])}", flush=True)
+        self.proc = subprocess.Popen(cmd, cwd=code_dir, env={**os.environ, "CUDA_VISIBLE_DEVICES": gpu}, text=True,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=1)
+        self.reader = threading.Thread(target=self._copy_output, daemon=True)
+        self.reader.start()
+
+    def _copy_output(self) -> None:
+        with open(self.log_path, "w") as fh:
+            for line in self.proc.stdout:  # type: ignore[union-attr]
+                fh.write(line)
+                self.tail.append(line.rstrip())
+                print(f"[fold {self.fold} gpu {self.gpu}] {line}", end="", flush=True)
+
+    def training(self) -> bool:
+        """The fold has started training: its feature cache exists (train records the fold as running then)."""
+        status = working_dir() / "runs" / self.run_id / "fold_status.json"
+        try:
+            return str(self.fold) in json.loads(status.read_text())
+        except (OSError, ValueError):
+            return False
+
+    def result(self) -> dict:
+        self.reader.join(timeout=30)
+        rc = self.proc.returncode
+        return {"run_id": self.run_id, "folds": [self.fold], "device": self.gpu, "returncode": rc,
+                "status": "done" if rc == 0 else "failed", "seconds": round(time.time() - self.t0, 1),
+                "log": str(self.log_path.relative_to(working_dir())), "tail": list(self.tail)[-5:]}
+
+
+def run_parallel(spec: dict, argv: list[str], code_dir: Path, devices: list[str], report: Report,
+                 poll: float = 0.5) -> int:
+    """Train ``fold_plan`` as one process per GPU, the next fold starting when a GPU frees up; 1 if any fold failed.
+
+    The first process runs alone until it is training (it builds the feature cache the others then
+    read); a failed fold is recorded (``parts`` in the report) and the other folds go on.
+    """
+    queue, free, running, parts = list(spec["fold_plan"]), list(devices), [], []
+    warmed = False
+    while queue or running:
+        while queue and free and (warmed or not running):
+            running.append(FoldJob(spec, argv, code_dir, queue.pop(0), free.pop(0)))
+        time.sleep(poll)
+        for job in [j for j in running if j.proc.poll() is not None]:
+            running.remove(job)
+            parts.append(job.result())
+            free.append(job.gpu)
+            print(f"[fold {job.fold} gpu {job.gpu}] finished: {parts[-1]['status']} (exit {job.proc.returncode})", flush=True)
+        warmed = warmed or bool(parts) or any(j.training() for j in running)
+        report.update(parts=sorted(parts, key=lambda p: p["folds"]))
+    failed = [p for p in parts if p["status"] != "done"]
+    if failed:
+        report.update(error="; ".join(f"fold {p['folds'][0]} failed on GPU {p['device']} (exit {p['returncode']}): "
+                                      f"{(p['tail'] or ['no output'])[-1]}" for p in failed))
+    return 1 if failed else 0
+
+
 def run(spec: dict, report: Report) -> int:
     """Every step of the kernel; a failed check raises :class:`KernelFailure`."""
     t0 = time.time()
@@ -292,9 +442,14 @@ def run(spec: dict, report: Report) -> int:
     copy_folds(code_dir)
     attach_weights(spec)
     argv = train_argv(spec, cfg, device)
-    print(f"$ python -m {spec['module']} " + " ".join(argv), flush=True)
-    report.update(status="running", command=["python", "-m", spec["module"], *argv])
-    rc = run_module(spec["module"], argv, code_dir)
+    devices = visible_devices(device) if spec.get("fold_plan") and spec["module"] == "src.train" else []
+    if len(devices) >= 2 and len(spec["fold_plan"]) >= 2:
+        report.update(status="running", devices=devices)
+        rc = run_parallel(spec, argv, code_dir, devices, report)
+    else:
+        print(f"$ python -m {spec['module']} " + " ".join(argv), flush=True)
+        report.update(status="running", command=["python", "-m", spec["module"], *argv])
+        rc = run_module(spec["module"], argv, code_dir)
     if not spec.get("keep_cache"):
         shutil.rmtree(working_dir() / "cache", ignore_errors=True)  # features are rebuilt from the data; keep outputs small
     report.update(status="done" if rc == 0 else "failed", returncode=rc, seconds=round(time.time() - t0, 1), finished=now())

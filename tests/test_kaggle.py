@@ -69,13 +69,20 @@ def ws(base_ws: Path, tmp_path: Path) -> Path:
     return w
 
 
+FAST_POLL = {"interval": 0.01, "factor": 1.5, "max_interval": 0.05, "timeout": 20.0}
+
+
 @pytest.fixture
 def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The stand-in with legacy credentials in a throw-away HOME; dataset readiness polled every few ms."""
     s = StandIn(competitions={SLUG}).start()
     home = tmp_path / "home"
     home.mkdir()
     for k, v in s.env(str(home)).items():
         monkeypatch.setenv(k, v)
+    for k in ("KAGGLE_API_TOKEN", "WS_LOCAL_DEVICES"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setattr(code, "READY_POLL", dict(FAST_POLL), raising=False)  # raising=False: runs against old code too
     yield s
     s.stop()
 
@@ -91,11 +98,13 @@ def trained_run(base_ws: Path) -> Path:
 
 
 def seed_code(ws: Path, server: StandIn) -> None:
-    """State as after ``code`` (for tests about other verbs): staged dataset, index entry, dataset on the server."""
+    """State as after ``download`` and ``code`` (for tests about other verbs): the competition's kind recorded, the
+    staged dataset, its index entry (READY) and the dataset on the server."""
     _, sha = code.stage_code(ws, code.CODE_SLUG, server.user)
     ref = f"{server.user}/{code.CODE_SLUG}"
-    api.save_state(ws, {**api.load_state(ws), "code": {"ref": ref, "code_sha": sha, "version": 1}})
-    server.datasets[ref] = [{"files": {}, "request": {}}]
+    seen = {SLUG: {"code_only": SLUG in server.code_competitions, "checked": api.now()}}
+    api.save_state(ws, {**api.load_state(ws), "code": {"ref": ref, "code_sha": sha, "version": 1, "ready": True}, "competitions": seen})
+    server.seed_dataset(ref)
 
 
 def seed_kernel(ws: Path, server: StandIn, slug: str = "tiny-mlp") -> str:
@@ -126,10 +135,11 @@ def test_code_and_push_reach_the_server_intact(ws: Path, server: StandIn) -> Non
     created = server.received("CreateDataset")[0]
     assert created["slug"] == "audio-workspace-code" and created["licenseName"] == "CC0-1.0"
     staged = ws / "cache" / "kaggle" / "code" / "audio-workspace-code"
-    files = server.datasets["testuser/audio-workspace-code"][0]["files"]
-    assert files["workspace.zip"] == (staged / "workspace.zip").read_bytes()
-    names = zipfile.ZipFile(io.BytesIO(files["workspace.zip"])).namelist()
+    version = server.datasets["testuser/audio-workspace-code"][0]
+    assert version["uploaded"]["workspace.zip"] == (staged / "workspace.zip").read_bytes()
+    names = zipfile.ZipFile(io.BytesIO(version["uploaded"]["workspace.zip"])).namelist()
     assert {"src/train.py", "src/kernel_runner.py", "configs/tiny.toml", "folds/tiny_k2.csv"} <= set(names)
+    assert {"manifest.json", "workspace/src/train.py", "workspace/folds/tiny_k2.csv"} <= set(version["files"])  # as kernels see it
     assert code.push_code(ws) == c and len(server.received("CreateDataset")) == 1  # same code: nothing sent
 
     recs = kern.push(ws / "configs" / "tiny.toml", push_args(epochs=2), ws)
@@ -139,6 +149,8 @@ def test_code_and_push_reach_the_server_intact(ws: Path, server: StandIn) -> Non
     assert body["enableGpu"] is True and body["machineShape"] == "NvidiaTeslaT4" and body["enableInternet"] is False
     assert body["datasetDataSources"] == ["testuser/audio-workspace-code"] and body["competitionDataSources"] == [SLUG]
     assert body["language"] == "python" and body["kernelType"] == "script"
+    assert body["dockerImagePinningType"] == "original"
+    assert server.mounted["testuser/tiny-mlp"] == [{"testuser/audio-workspace-code": 1}]  # the kernel sees the READY code
     assert recs[0]["version"] == 1 and read_json(ws / "kernels" / "index.json")["kernels"]["testuser/tiny-mlp"]["version"] == 1
     spec = kern.read_spec(folder)
     assert spec["code_sha"] == c["code_sha"] and spec["args"] == ["--model", "mlp", "--epochs", "2", "--run-id", recs[0]["run_id"]]
@@ -184,20 +196,28 @@ def test_preflight_refuses_before_sending_anything(ws: Path, server: StandIn) ->
 
 
 def serve_outputs(server: StandIn, ref: str, working: Path) -> None:
-    """What Kaggle would list as the kernel's output files: everything under /kaggle/working."""
+    """What Kaggle would list as the kernel's output files: everything under /kaggle/working (log: Kaggle's JSON array)."""
     server.kernel_outputs[ref] = {str(p.relative_to(working)): p.read_bytes() for p in working.rglob("*") if p.is_file()}
-    server.kernel_logs[ref] = "[1.0s] training done\n"
+    server.kernel_logs[ref] = "[1.0s] training done\n!Traceback: none, all good\n"
 
 
-def test_local_kernel_run_pull_and_submit(ws: Path, server: StandIn) -> None:
-    """run.py runs unchanged here; its outputs, served as kernel output, pull into a run that submit accepts."""
+IMAGE = "gcr.io/kaggle-gpu-images/python@sha256:feedbeef"
+
+
+def test_local_kernel_run_pull_and_submit(ws: Path, server: StandIn, monkeypatch: pytest.MonkeyPatch) -> None:
+    """run.py runs unchanged here (Kaggle's current /kaggle/input layout); its outputs, served as kernel output, pull
+    into a run that submit accepts; the log comes back readable and the docker image it reported is pinned next time."""
     from src.runs import load_run
 
     seed_code(ws, server)
     rec = kern.push(ws / "configs" / "tiny.toml", push_args(epochs=2), ws)[0]
+    monkeypatch.setenv("KAGGLE_DOCKER_IMAGE", IMAGE)  # what Kaggle's image sets in a kernel
     run = kp.local_run("tiny-mlp", ws)
     assert run == ws / "runs" / rec["run_id"] and load_run(run).test.shape == (4, 3)
-    working = ws / "cache" / "kaggle" / "local" / "tiny-mlp" / "working"
+    root = ws / "cache" / "kaggle" / "local" / "tiny-mlp"
+    assert (root / "input" / "competitions" / SLUG / "train.csv").is_file() and not (root / "input" / SLUG).exists()
+    assert (root / "input" / "datasets" / "testuser" / "audio-workspace-code" / "workspace" / "src" / "train.py").is_file()
+    working = root / "working"
     assert read_json(working / "kernel_report.json")["status"] == "done" and not (working / "cache").exists()
 
     shutil.rmtree(run)
@@ -208,7 +228,9 @@ def test_local_kernel_run_pull_and_submit(ws: Path, server: StandIn) -> None:
     pulled = kp.pull(rec["group"], ws)
     meta = read_json(pulled / "config.json")
     assert meta["fold_file"] == str((ws / "folds" / "tiny_k2.csv").resolve()) and meta["kaggle"]["kernel"] == rec["ref"]
-    assert (pulled / "kaggle_tiny-mlp.log").read_text().startswith("[1.0s]")
+    assert (pulled / "kaggle_tiny-mlp.log").read_text() == "[1.0s] training done\nTraceback: none, all good\n"  # not JSON
+    assert kp.kernel_log(rec["group"], ws).endswith("[1.0s] training done\nTraceback: none, all good")
+    assert kern.docker_pin(push_args(), api.load_state(ws)) == {"docker_image": IMAGE, "docker_image_pinning_type": "original"}
 
     path = K.submit(rec["group"], "mlp from kaggle", ws)
     assert server.submitted_bytes(SLUG) == path.read_bytes()
