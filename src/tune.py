@@ -27,6 +27,7 @@ Why it is built this way:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
@@ -39,7 +40,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import optuna
@@ -110,11 +111,15 @@ class Objective:
     grid: dict[str, list[Any]] | None = None
     fold_pruner: FoldWilcoxon | None = None
     keep_runs: bool = False
+    arms: dict[str, dict[str, Any]] | None = None  # named grid points: grid key "arm" -> the parameters it stands for
+    watch: Callable[[optuna.Trial], contextlib.AbstractContextManager] | None = None  # a context around each trial's training
 
     def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
         """The trial's flat parameters: grid values, or the model's space under the user's overrides."""
         if self.grid is not None:
             params = {k: trial.suggest_categorical(k, v) for k, v in self.grid.items()}
+            if self.arms is not None:  # a controlled study (src.study): the arm's name stands for its parameters
+                params = {**self.arms[params.pop("arm")], **params}
             used: set[str] = set(params)
         else:
             space = get_spec(self.base.model).space
@@ -159,7 +164,8 @@ class Objective:
         tc.metric = tc.metric or self.cfg.competition.metric
         t0 = time.perf_counter()
         try:
-            run_dir = run_training(self.cfg, tc, self.workdir, prep=self.prep, on_epoch=on_epoch, on_fold=on_fold)
+            with self.watch(trial) if self.watch is not None else contextlib.nullcontext():
+                run_dir = run_training(self.cfg, tc, self.workdir, prep=self.prep, on_epoch=on_epoch, on_fold=on_fold)
             trial.set_user_attr("mean_metrics", read_json(run_dir / "metrics.json")["mean"])
         except KeyboardInterrupt:
             trial.set_user_attr("interrupted", True)  # re-queued at the next start (see requeue_interrupted)
@@ -429,48 +435,86 @@ def default_study_name(model: str, grid: dict | None) -> str:
     return f"{model}-grid-{'-'.join(grid)}" if grid else model
 
 
+@dataclass
+class StudyOptions:
+    """How a study runs (storage, budget, sampler, pruners, worker health), apart from what each trial trains."""
+
+    storage: str | None = None
+    trials: int | None = None
+    timeout: float | None = None
+    sampler: str = "tpe"
+    sampler_seed: int = 0
+    pruner: str | None = None
+    fold_pruner: str | None = None
+    wilcoxon_p: float = 0.3
+    pruner_startup: int = 5
+    pruner_warmup: int = 3
+    heartbeat: int = 10
+    grace: int | None = None
+    max_retry: int = 2
+    keep_runs: bool = False
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> StudyOptions:
+        return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
+
+
 def tune(args: argparse.Namespace) -> optuna.Study:
-    """Create or continue the study and run trials until --trials finished ones or --timeout."""
+    """The command line's study: train settings from the flags, then :func:`run_tuning`."""
     cfg = load_config(args.config, args.workdir)
     grid = parse_grid(args.grid) or None
     ov = parse_overrides(args.fix, args.narrow, args.space)
     name = args.study or default_study_name(args.model, grid)
-    workdir, sdir = Path(args.workdir), studies_dir(args.workdir)
+    workdir = Path(args.workdir)
     base, sources = resolve_train_config(cfg, args.model, {**flag_values(args), "plots": False}, workdir=workdir)
     check_train_config(cfg, base, sources)
-    prep = prepare(cfg, workdir)  # once: every trial reads these cached features
+    return run_tuning(cfg, base, workdir, name, grid, ov, StudyOptions.from_args(args))
+
+
+def run_tuning(cfg: WorkspaceConfig, base: TrainConfig, workdir: Path, name: str, grid: dict[str, list[Any]] | None,
+               ov: SpaceOverrides, opts: StudyOptions, prep: Prepared | None = None,
+               arms: dict[str, dict[str, Any]] | None = None,
+               watch: Callable[[optuna.Trial], contextlib.AbstractContextManager] | None = None) -> optuna.Study:
+    """Create or continue study ``name`` and run trials until ``opts.trials`` finished ones or ``opts.timeout``.
+
+    The one home of a study's run, shared by ``src.tune`` and the controlled studies of ``src.study``
+    (which name their grid points: ``arms`` maps the grid key ``arm`` to parameters, and ``watch(trial)``
+    is a context around each trial's training).
+    """
+    sdir = studies_dir(workdir)
+    prep = prep or prepare(cfg, workdir)  # once: every trial reads these cached features
     ffile = Path(base.fold_file) if base.fold_file else fold_path(cfg, workdir)
     fdf, fsha = load_folds_for(prep, workdir, ffile)
     base.fold_file = str(ffile.resolve())
     folds = list(base.folds) if base.folds else fold_numbers(fdf, fold_column(base.repeat))
-    study = open_study(args, name, sdir, grid, ov, base, len(folds))
+    study = open_study(opts, name, sdir, grid, ov, base, len(folds))
     check_or_record_meta(study, study_meta(cfg, base, ffile, fsha, folds, ov, grid))
-    n_req = requeue_interrupted(study, args.max_retry)
+    n_req = requeue_interrupted(study, opts.max_retry)
     if n_req:
         log.info("re-queued %d interrupted trial(s)", n_req)
-    fold_kind = args.fold_pruner or ("none" if grid else "wilcoxon")
+    fold_kind = opts.fold_pruner or ("none" if grid else "wilcoxon")
     objective = Objective(cfg, prep, base, folds, workdir, name, ov, grid,
-                          FoldWilcoxon(args.wilcoxon_p) if fold_kind == "wilcoxon" else None, args.keep_runs)
-    target = args.trials or (int(np.prod([len(v) for v in grid.values()])) if grid else 20)
-    run_study(study, objective, target, args.timeout, sdir / f"{name}.json")
+                          FoldWilcoxon(opts.wilcoxon_p) if fold_kind == "wilcoxon" else None, opts.keep_runs, arms, watch)
+    target = opts.trials or (int(np.prod([len(v) for v in grid.values()])) if grid else 20)
+    run_study(study, objective, target, opts.timeout, sdir / f"{name}.json")
     return study
 
 
-def open_study(args: argparse.Namespace, name: str, sdir: Path, grid: dict | None, ov: SpaceOverrides, base: TrainConfig,
+def open_study(opts: StudyOptions, name: str, sdir: Path, grid: dict | None, ov: SpaceOverrides, base: TrainConfig,
                n_folds: int) -> optuna.Study:
     """Create or load the study. The sampler seed is offset by the trials already in it, so a resumed study
     does not replay the configurations it has tried (a seeded sampler restarted the same way would)."""
-    storage = open_storage(args.storage, sdir / f"{name}.db", args.heartbeat, args.grace, args.max_retry)
-    seed = args.sampler_seed if args.storage is None else args.sampler_seed + os.getpid()  # distinct workers
-    pruner_kind = args.pruner or ("none" if grid else "median")
+    storage = open_storage(opts.storage, sdir / f"{name}.db", opts.heartbeat, opts.grace, opts.max_retry)
+    seed = opts.sampler_seed if opts.storage is None else opts.sampler_seed + os.getpid()  # distinct workers
+    pruner_kind = opts.pruner or ("none" if grid else "median")
     study = optuna.create_study(
         storage=storage, study_name=name, load_if_exists=True,
         direction="maximize" if greater_is_better(base.metric) else "minimize",
-        sampler=make_sampler(args.sampler, seed, grid, ov.fixed),
-        pruner=make_pruner(pruner_kind, args.pruner_startup, args.pruner_warmup, base.epochs * n_folds))
+        sampler=make_sampler(opts.sampler, seed, grid, ov.fixed),
+        pruner=make_pruner(pruner_kind, opts.pruner_startup, opts.pruner_warmup, base.epochs * n_folds))
     n_old = len(study.get_trials(deepcopy=False))
     if n_old and not grid:
-        study.sampler = make_sampler(args.sampler, seed + n_old, grid, ov.fixed)
+        study.sampler = make_sampler(opts.sampler, seed + n_old, grid, ov.fixed)
     return study
 
 

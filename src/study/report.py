@@ -17,11 +17,16 @@ def report_dir(workdir: str | Path, study: str, out: str | Path | None = None) -
     return path
 
 
-def markdown_table(df: pd.DataFrame, floatfmt: str = ".4f") -> str:
-    """A GitHub-flavoured Markdown table without the optional ``tabulate`` dependency."""
+def _number(v: float) -> str:
+    """Four significant digits for scores (0.7094), one decimal for large values (14568.9), no float noise (19.4)."""
+    return "" if v != v else (f"{v:.1f}" if abs(v) >= 1000 else f"{v:.4g}")
+
+
+def markdown_table(df: pd.DataFrame, floatfmt: str | None = None) -> str:
+    """A GitHub-flavoured Markdown table without the optional ``tabulate`` dependency (``floatfmt``: one format for all floats)."""
     def cell(v: object) -> str:
         if isinstance(v, float):
-            return "" if v != v else format(v, floatfmt)
+            return _number(v) if floatfmt is None or v != v else format(v, floatfmt)
         return str(v).replace("|", "\\|")
 
     head = "| " + " | ".join(map(str, df.columns)) + " |"
