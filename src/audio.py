@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -54,14 +55,25 @@ def _decode(path: Path) -> tuple[np.ndarray, int]:
     raise AudioError(path, "cannot decode audio (corrupt or unsupported format); " + " | ".join(errors))
 
 
-def _silence_problem(data: np.ndarray, peak: float, threshold: float) -> str:
+def _silence_problem(channels: int, channel_peak: float, peak: float, threshold: float) -> str:
     """Why the mono mix is silent: a silent file, or channels that cancel (left = -right)."""
-    channel_peak = float(np.abs(data).max()) if data.size else 0.0
-    if data.shape[1] > 1 and channel_peak >= threshold:
+    if channels > 1 and channel_peak >= threshold:
         return (f"channels cancel when mixed to mono (anti-phase stereo): a channel peaks at {channel_peak:.2e}, "
                 f"their mean at {peak:.2e}. Fix the file (invert one channel) or take one channel, "
                 f"e.g. ffmpeg -i IN -af 'pan=mono|c0=c0' OUT")
     return f"silent clip (peak amplitude {peak:.2e} < silence_threshold {threshold:.0e})"
+
+
+def _check_file(path: str | Path) -> Path:
+    """The checks before decoding: a file (not a folder), present, not empty."""
+    path = Path(path)
+    if path.is_dir():
+        raise AudioError(path, "is a directory, not a file")
+    if not path.is_file():
+        raise AudioError(path, "file not found")
+    if path.stat().st_size == 0:
+        raise AudioError(path, "file is empty (0 bytes)")
+    return path
 
 
 def load_audio(
@@ -71,13 +83,7 @@ def load_audio(
     silence_threshold: float = 1e-4,
 ) -> np.ndarray:
     """Decode, mix to mono and resample. Raise AudioError for unusable clips (the feature stage collects them)."""
-    path = Path(path)
-    if path.is_dir():
-        raise AudioError(path, "is a directory, not a file")
-    if not path.is_file():
-        raise AudioError(path, "file not found")
-    if path.stat().st_size == 0:
-        raise AudioError(path, "file is empty (0 bytes)")
+    path = _check_file(path)
     data, sr = _decode(path)
     y = data.mean(axis=1)
     if y.size == 0:
@@ -93,5 +99,75 @@ def load_audio(
     peak = float(np.abs(y).max())
     if peak < silence_threshold:
         kept = data[: int(np.ceil(max_seconds * sr))] if max_seconds else data  # the part the mix was cropped to
-        raise AudioError(path, _silence_problem(kept, peak, silence_threshold))
+        raise AudioError(path, _silence_problem(kept.shape[1], float(np.abs(kept).max()) if kept.size else 0.0, peak, silence_threshold))
     return y
+
+
+def read_blocks(
+    path: str | Path,
+    sample_rate: int,
+    block_seconds: float = 60.0,
+    max_seconds: float | None = None,
+    silence_threshold: float = 1e-4,
+) -> Iterator[np.ndarray]:
+    """:func:`load_audio`'s samples (mono float32 at ``sample_rate``, cropped to ``max_seconds``) in blocks of about
+    ``block_seconds``, so a file of hours needs the memory of one block (``src.predict`` streams long files).
+
+    soundfile decodes block by block and soxr's streaming resampler (the engine of ``librosa.resample(res_type=
+    "soxr_hq")``) gives bit-identical samples to the one-shot resampling; a file soundfile cannot open takes
+    load_audio's fallback whole, then is cut into blocks. The same checks raise the same :class:`AudioError`;
+    the whole-file ones (empty, silent, cancelling channels) after the last block."""
+    import soundfile as sf
+
+    path = _check_file(path)
+    try:
+        sfile = sf.SoundFile(str(path))
+    except Exception:  # soundfile's errors vary by format; load_audio tries the next decoder and names every failure
+        y = load_audio(path, sample_rate, max_seconds, silence_threshold)
+        step = max(1, int(block_seconds * sample_rate))
+        yield from (y[s:s + step] for s in range(0, len(y), step))
+        return
+    with sfile:
+        yield from _stream(sfile, path, sample_rate, block_seconds, max_seconds, silence_threshold)
+
+
+def _stream(sfile, path: Path, sample_rate: int, block_seconds: float, max_seconds: float | None,
+            silence_threshold: float) -> Iterator[np.ndarray]:
+    """The block loop of :func:`read_blocks`: mix, check, resample, crop; the silence verdict at the end."""
+    import soxr
+
+    sr, step = int(sfile.samplerate), max(1, int(block_seconds * sfile.samplerate))
+    resampler = soxr.ResampleStream(sr, sample_rate, 1, dtype="float32", quality="HQ") if sr != sample_rate else None
+    limit = int(max_seconds * sample_rate) if max_seconds else None  # output samples kept (load_audio's crop)
+    raw_limit = int(np.ceil(max_seconds * sr)) if max_seconds else None  # input samples whose channels the silence check sees
+    n_in = n_out = 0
+    peak = channel_peak = 0.0
+    while limit is None or n_out < limit:
+        try:
+            data = sfile.read(step, dtype="float32", always_2d=True)  # (n, channels)
+        except Exception as exc:  # a decoder failure mid-file: named like load_audio's
+            raise AudioError(path, f"cannot decode audio (corrupt or unsupported format); soundfile: {type(exc).__name__}: {exc}") from None
+        last = len(data) < step
+        kept = data if raw_limit is None else data[: max(0, raw_limit - n_in)]
+        channel_peak = max(channel_peak, float(np.abs(kept).max()) if kept.size else 0.0)
+        y = data.mean(axis=1)
+        if not np.isfinite(y).all():
+            raise AudioError(path, "decoded samples contain NaN/inf (corrupt file)")
+        n_in += len(y)
+        if resampler is not None:
+            y = resampler.resample_chunk(y, last=last)
+            if last:  # librosa.resample's fix_length: exactly ceil(n * ratio) samples
+                want = max(0, int(np.ceil(n_in * (float(sample_rate) / sr))) - n_out)
+                y = y[:want] if len(y) >= want else np.pad(y, (0, want - len(y)))
+        if limit is not None:
+            y = y[: limit - n_out]
+        n_out += len(y)
+        peak = max(peak, float(np.abs(y).max()) if y.size else 0.0)
+        if y.size:
+            yield y.astype(np.float32, copy=False)
+        if last:
+            break
+    if n_in == 0:
+        raise AudioError(path, "decoded to 0 samples (empty clip)")
+    if peak < silence_threshold:
+        raise AudioError(path, _silence_problem(sfile.channels, channel_peak, peak, silence_threshold))

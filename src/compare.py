@@ -86,6 +86,9 @@ def compare_pair(a: Model, b: Model, metric: str, n_train: float, n_test: float,
         raise EnsembleError(f"{a.label} and {b.label} were scored on different folds; train every fold of both")
     sign = 1.0 if greater_is_better(metric) else -1.0
     sa, sb = sign * a.fold_scores(metric, cols), sign * b.fold_scores(metric, cols)
+    if len(sa) < 2:
+        raise EnsembleError(f"{a.label} and {b.label} share {len(sa)} scored fold(s); a paired test needs at least 2",
+                            "train more folds of both runs (--folds), or compare their scores without a test")
     ca, cb = a.correct[cols[0]], b.correct[cols[0]]
     both = ~np.isnan(ca) & ~np.isnan(cb)
     res = {"a": a.label, "b": b.label, "columns": cols, "n_pairs": len(sa), "diff_mean": float(sign * np.mean(sa - sb)),

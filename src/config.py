@@ -22,7 +22,7 @@ from dataclasses import field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import ConfigDict, PositiveFloat, PositiveInt, ValidationError
+from pydantic import ConfigDict, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError
 from pydantic.dataclasses import dataclass
 
 from .errors import ConfigError
@@ -33,6 +33,9 @@ DATA_KINDS = ("audio", "tabular", "arrays", "images")
 AUDIO_EXTENSIONS = (".wav", ".au", ".flac", ".ogg", ".mp3")
 STRICT = ConfigDict(extra="forbid", strict=True)
 ENV_CONFIG = "AUDIO_WS_CONFIG"
+# Input settings added after runs existed: at this value they change nothing, so they stay out of the data
+# signature (old runs, fold files and studies, recorded without them, stay valid); any other value enters it.
+NEUTRAL_KEYS = {("data", "merge_classes"): {}, ("data", "min_class_count"): 0, ("data", "targets_key"): ""}
 REMOVED_KEYS = {("data", "label_column"): "the label column is named by [competition] targets = ['<column>']"}
 
 
@@ -60,8 +63,15 @@ class DataConfig:
     group_pattern: str = ""  # regex on the id; group = first capture group
     path_column: str = ""  # manifest column holding a relative file path
     extension: str = ""  # manifest ids without extension get this one
+    # audio / images: targets from a second CSV (e.g. a features table), joined on its column targets_key,
+    # whose values are the rows' ids or file names (blues.00000 or blues.00000.wav)
+    targets_csv: str = ""
+    targets_key: str = ""
     image_size: list[PositiveInt] = field(default_factory=lambda: [128, 128])  # images: (height, width)
     classes: list[str] = field(default_factory=list)
+    # classification: merge classes ({"rock_metal" = ["rock", "metal"]}), then drop classes with fewer training rows
+    merge_classes: dict[str, list[str]] = field(default_factory=dict)
+    min_class_count: NonNegativeInt = 0  # 0: keep every class
     on_corrupt: Literal["error", "skip"] = "error"  # skip: skipped files are listed in the run (skipped files are listed in the run)
     # tabular: CSV with numeric feature columns
     train_csv: str = ""
@@ -214,6 +224,9 @@ def data_signature(workspace: dict[str, Any]) -> dict[str, Any]:
     for sec in out.values():
         for k in [k for k in sec if k in ("root", "path") or k.endswith(("_dir", "_csv", "_path"))]:
             sec.pop(k)
+    for (s, k), neutral in NEUTRAL_KEYS.items():
+        if out[s].get(k, neutral) == neutral:
+            out[s].pop(k, None)
     return out
 
 
@@ -242,6 +255,9 @@ def validate(cfg: WorkspaceConfig) -> None:
         raise ConfigError(f"{p}: [competition] targets must name at least one column")
     if c.task == "classification" and len(c.targets) != 1:
         raise ConfigError(f"{p}: [competition] classification takes exactly one target column, got {c.targets}")
+    if c.task != "classification" and (d.merge_classes or d.min_class_count):
+        raise ConfigError(f"{p}: [data] merge_classes / min_class_count apply to classification only; this task is {c.task}",
+                          "remove them from [data]")
     if not d.root.is_dir():
         raise ConfigError(f"{p}: [data] root: folder {d.root} does not exist",
                           "download the data or fix the path (relative paths are relative to the config file)")
@@ -263,6 +279,7 @@ def validate(cfg: WorkspaceConfig) -> None:
             _check_path(cfg, "holdout_splits", s, True)
         _check_path(cfg, "test_split", d.test_split, True)
     _check_path(cfg, "sample_submission", d.sample_submission, False)
+    _check_targets_csv(cfg)
     if d.group_pattern:
         try:
             re.compile(d.group_pattern)
@@ -270,3 +287,17 @@ def validate(cfg: WorkspaceConfig) -> None:
             raise ConfigError(f"{p}: [data] group_pattern is not a valid regex: {exc}") from None
     if cfg.folds.n_splits < 2:
         raise ConfigError(f"{p}: [folds] n_splits = {cfg.folds.n_splits}; need at least 2")
+
+
+def _check_targets_csv(cfg: WorkspaceConfig) -> None:
+    """``[data] targets_csv`` / ``targets_key``: both or neither, for file data only (tabular data has its targets inline)."""
+    d, p = cfg.data, cfg.path
+    if not (d.targets_csv or d.targets_key):
+        return
+    if d.kind not in ("audio", "images"):
+        raise ConfigError(f"{p}: [data] targets_csv / targets_key apply to audio and images data; kind is {d.kind!r}",
+                          "remove them: tabular and arrays data carry their targets themselves")
+    if not (d.targets_csv and d.targets_key):
+        raise ConfigError(f"{p}: [data] targets_csv and targets_key go together (got targets_csv = {d.targets_csv!r}, "
+                          f"targets_key = {d.targets_key!r})", "name the CSV and its key column, e.g. targets_key = 'filename'")
+    _check_path(cfg, "targets_csv", d.targets_csv, False)

@@ -61,6 +61,8 @@ class Dataset:
     # files the data names that are absent or folders (split, id, path, error); only with on_corrupt = "skip"
     missing: list[dict] = field(default_factory=list)
     source: dict[str, Path] = field(default_factory=dict)  # split -> the CSV its rows came from (for line numbers)
+    # [data] merge_classes / min_class_count: training rows per class before and after, what was merged and dropped
+    class_changes: dict = field(default_factory=dict)
 
     def frame(self, split: str) -> pd.DataFrame:
         return getattr(self, split)
@@ -184,10 +186,14 @@ def _load_files(cfg: WorkspaceConfig) -> Dataset:
     problems: list[dict] = []  # every missing file of every split, reported together
     source: dict[str, Path] = {}
     if d.layout == "folders":
-        train = _folder_frame(train_dir, exts, "train", cfg.competition.targets[0], problems)
+        label = None if d.targets_csv else cfg.competition.targets[0]  # with targets_csv a folder is no class
+        train = _folder_frame(train_dir, exts, "train", label, problems)
     else:
         source["train"] = cfg.resolve(d.manifest)
         train = _read_manifest(cfg, source["train"], train_dir, exts, problems)
+    if d.targets_csv:
+        source["targets"] = cfg.resolve(d.targets_csv)
+        train = _join_targets(cfg, train, source["targets"])
     test = pd.DataFrame(columns=["id", "path"])
     sample = _read_sample_submission(cfg)
     if d.test_dir:
@@ -245,7 +251,7 @@ def _report_missing(cfg: WorkspaceConfig, problems: list[dict]) -> list[dict]:
 def _read_manifest(cfg: WorkspaceConfig, path: Path, folder: Path, exts: tuple[str, ...], problems: list[dict]) -> pd.DataFrame:
     d = cfg.data
     df = _read_csv(path, require_rows=True, dtype={d.id_column: str})
-    needed = [d.id_column] + list(cfg.competition.targets)
+    needed = [d.id_column] + ([] if d.targets_csv else list(cfg.competition.targets))
     needed += [c for c in (d.group_column, d.path_column) if c]
     missing = [c for c in needed if c not in df.columns]
     if missing:
@@ -256,6 +262,55 @@ def _read_manifest(cfg: WorkspaceConfig, path: Path, folder: Path, exts: tuple[s
     rel = out[d.path_column].astype(str) if d.path_column else out["id"]
     out["path"] = _resolve_paths(cfg, folder, out["id"].tolist(), rel.tolist(), "train", exts, problems)
     return out
+
+
+def _join_targets(cfg: WorkspaceConfig, train: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """``[data] targets_csv``: each training row's target columns from a second CSV, matched on ``targets_key``.
+
+    A key names a row by its id or by its file name (``blues.00000.wav`` for ``genres/blues/blues.00000.wav``,
+    whose id is ``blues.00000``): a features table names files, a folder listing gives stems. Table rows
+    that match no file are left out (a 500-clip table for 50 files); a file without a table row is an error.
+    """
+    key, targets = cfg.data.targets_key, list(cfg.competition.targets)
+    table = _read_csv(path, require_rows=True, dtype={key: str})
+    missing = [c for c in [key, *targets] if c not in table.columns]
+    if missing:
+        raise DataError(f"{path}: column(s) {missing} not found; columns are {list(table.columns)[:15]}",
+                        "fix [data] targets_key or [competition] targets")
+    clash = [t for t in targets if t in train.columns]
+    if clash:
+        raise DataError(f"{cfg.resolve(cfg.data.manifest)}: target column(s) {clash} are in the manifest and in [data] targets_csv {path}",
+                        "keep the targets in one place: remove targets_csv, or those manifest columns")
+    keys = table[key].astype(str)
+    dup = keys[keys.duplicated()]
+    if len(dup):
+        raise DataError(f"{path} line {int(dup.index[0]) + 2}: key {dup.iloc[0]!r} (column {key!r}) appears more than once",
+                        "a key must name one row: remove the repeated rows")
+    line = pd.Series(np.arange(len(table)), index=keys.to_numpy())
+    by_id, by_name = train["id"].map(line), train["path"].map(lambda p: Path(p).name).map(line)
+    at = by_id.fillna(by_name)
+    if at.isna().any() or at.duplicated().any():
+        bad = train[at.isna() | at.duplicated(keep=False)]
+        what = "no row" if at.isna().any() else "the same row as another file"
+        raise DataError(f"{path}: {len(bad)} training file(s) have {what} whose {key!r} is their id or file name "
+                        f"(e.g. id {bad['id'].iloc[0]!r}, file {Path(bad['path'].iloc[0]).name!r})",
+                        "add their rows to the table, or remove the files (or their manifest rows)")
+    rows = table.iloc[at.astype(int).to_numpy()]
+    _check_target_cells(cfg, rows, path, key, targets)
+    log.info("%s: targets %s for %d training file(s) (%d table row(s) match no file)", path, targets, len(train), len(table) - len(train))
+    return train.assign(**{t: rows[t].to_numpy() for t in targets})
+
+
+def _check_target_cells(cfg: WorkspaceConfig, rows: pd.DataFrame, path: Path, key: str, targets: list[str]) -> None:
+    """An empty target cell (or, for regression, a non-numeric one) in the joined rows, named by CSV line, key and column."""
+    cells = rows[targets]
+    bad = cells.isna() if cfg.is_classification else cells.apply(pd.to_numeric, errors="coerce").isna()
+    if bad.to_numpy().any():
+        r, c = np.argwhere(bad.to_numpy())[0]
+        what = "is empty" if cfg.is_classification else "is not a number"
+        raise DataError(f"{path} line {int(rows.index[r]) + 2} (key {rows[key].iloc[r]!r}), column {targets[c]!r}: "
+                        f"{cells.iloc[r, c]!r} {what} ({int(bad.to_numpy().sum())} such cell(s) in the training rows)",
+                        "fix or fill the cell(s), or remove those files")
 
 
 def _read_sample_submission(cfg: WorkspaceConfig) -> pd.DataFrame | None:
@@ -501,6 +556,58 @@ def _check_classes(cfg: WorkspaceConfig, ds: Dataset) -> None:
                         "add them to the class list or fix the labels")
     if len(ds.classes) < 2:
         raise DataError(f"need at least 2 classes, found {ds.classes}")
+    merge_and_drop_classes(cfg, ds)
+
+
+def _check_merge(cfg: WorkspaceConfig, known: list[str]) -> dict[str, str]:
+    """``[data] merge_classes`` as old class -> merged class, after checking every name (a typo would merge nothing)."""
+    where = f"{cfg.path}: [data] merge_classes"
+    fix = f"the known classes are {known}; write merge_classes = {{ new_name = [\"a\", \"b\"] }}"
+    mapping: dict[str, str] = {}
+    for new, members in cfg.data.merge_classes.items():
+        unknown = [m for m in members if m not in known]
+        if unknown or not members:
+            raise DataError(f"{where}.{new} = {members}: " + (f"unknown class(es) {unknown}" if unknown else "lists no class"), fix)
+        if new in known and new not in members:
+            raise DataError(f"{where}.{new}: {new!r} is an existing class not in its own list {members}",
+                            f"add {new!r} to the list to merge the others into it, or choose a new name; {fix}")
+        for m in members:
+            if m in mapping and mapping[m] != new:
+                raise DataError(f"{where}: class {m!r} is listed under both {mapping[m]!r} and {new!r}", "list each class once")
+            mapping[m] = new
+    return mapping
+
+
+def merge_and_drop_classes(cfg: WorkspaceConfig, ds: Dataset) -> None:
+    """The one place labels change: ``[data] merge_classes`` renames classes into merged ones, then classes with fewer
+    than ``[data] min_class_count`` training rows are dropped (their training and holdout rows leave the data; test
+    rows stay). Both are input settings (``src.config.data_signature``): a fold file made before is refused as stale."""
+    d, target = cfg.data, ds.targets[0]
+    if not d.merge_classes and not d.min_class_count:
+        return
+    before = {c: int(n) for c, n in ds.train[target].value_counts().reindex(ds.classes, fill_value=0).items()}
+    mapping = _check_merge(cfg, ds.classes)
+    for split in ("train", "holdout"):
+        if len(ds.frame(split)) and target in ds.frame(split):
+            ds.frame(split)[target] = ds.frame(split)[target].replace(mapping)
+    classes = list(dict.fromkeys(mapping.get(c, c) for c in ds.classes))  # [data] classes' order, merged at the first member
+    classes = classes if d.classes else sorted(classes)
+    counts = ds.train[target].value_counts().reindex(classes, fill_value=0)
+    dropped = {c: int(n) for c, n in counts.items() if n < d.min_class_count}
+    if dropped:
+        log.warning("[data] min_class_count = %d: dropping class(es) with fewer training rows: %s", d.min_class_count, dropped)
+        for split in ("train", "holdout"):
+            df = ds.frame(split)
+            if len(df) and target in df:
+                setattr(ds, split, df[~df[target].isin(dropped)].reset_index(drop=True))
+    ds.classes = [c for c in classes if c not in dropped]
+    if len(ds.classes) < 2:
+        raise DataError(f"{cfg.path}: after [data] merge_classes / min_class_count only {ds.classes} remain(s)",
+                        f"lower min_class_count (training rows per class: {counts.to_dict()}) or merge fewer classes")
+    after = {c: int(n) for c, n in ds.train[target].value_counts().reindex(ds.classes, fill_value=0).items()}
+    ds.class_changes = {"before": before, "after": after, "merged": dict(d.merge_classes), "dropped": dropped,
+                        "min_class_count": d.min_class_count}
+    log.info("classes: %d labelled -> %d trained (merged %s, dropped %s)", len(before), len(ds.classes), dict(d.merge_classes), dropped)
 
 
 def _check_test_ids(cfg: WorkspaceConfig, ds: Dataset) -> None:

@@ -56,15 +56,25 @@ class FamilyExtractor:
         self.params = recipe_params(recipe, a)
 
     def __call__(self, path: str) -> dict:
-        from .musicnn import musicnn_input
-
         p = self.params
         try:
             y = load_audio(path, p["sample_rate"], p["max_seconds"], p["silence_threshold"])
         except AudioError as exc:
             return {"error": exc.problem}
-        patches = musicnn_input(y, p["sample_rate"], hop=p["patch_hop"])  # (n, 187, 96)
-        return {"segments": np.ascontiguousarray(patches.transpose(0, 2, 1)).astype(np.float16)}  # (n, 96, 187)
+        return {"segments": self.segments(self.frames(y))}
+
+    def frames(self, y: np.ndarray) -> np.ndarray:
+        """(96, T) log-mel frames of the recipe (frame t centred on sample t * 256: src.predict streams them)."""
+        from .musicnn import log_mel
+
+        return log_mel(y, self.params["sample_rate"]).T
+
+    def segments(self, frames: np.ndarray, hop: int | None = None) -> np.ndarray:
+        """(96, T) -> (n, 96, 187) float16 patches every ``hop`` frames (default the recipe's; = ``musicnn_input``)."""
+        from .musicnn import patches
+
+        cut = patches(frames.T, hop or self.params["patch_hop"], self.params["patch_frames"])  # (n, 187, 96)
+        return np.ascontiguousarray(cut.transpose(0, 2, 1)).astype(np.float16)
 
 
 OUTPUTS = ("embed", "pool", "tags")
@@ -76,12 +86,30 @@ def segment_outputs(cache: Path, network: str, workdir: Path, batch_size: int = 
     paths = {o: cache / f"{network}_{o}.npy" for o in OUTPUTS}
     if all(p.is_file() for p in paths.values()):
         return {o: np.load(p, mmap_mode="r") for o, p in paths.items()}
+    net = load_network(network, workdir)
+    X = np.load(cache / "logmel.npy", mmap_mode="r")  # (n_seg, 96, 187) float16
+    result = network_outputs(net, X, batch_size)
+    for o, arr in result.items():
+        write_npy(paths[o], arr)
+    log.info("%s: embeddings, pooled features and tags of %d patches cached in %s", network, len(X), cache)
+    return result
+
+
+def load_network(network: str, workdir: str | Path = ".") -> Any:
+    """The pretrained tagger ``network`` whose outputs are the cached features: weights from ``$MUSICNN_WEIGHTS_DIR``
+    where set (a Kaggle dataset; as src.train does), else the workdir's ``cache/pretrained/musicnn``."""
+    import os
+
+    from .musicnn import ENV_WEIGHTS_DIR, load_musicnn
+
+    local = Path(workdir) / "cache" / "pretrained" / "musicnn"
+    return load_musicnn(network, weights_dir=None if os.environ.get(ENV_WEIGHTS_DIR) else local)
+
+
+def network_outputs(net: Any, X: np.ndarray, batch_size: int = 64) -> dict[str, np.ndarray]:
+    """``embed`` (n, 200), ``pool`` (n, 1506) and ``tags`` (n, 50) of patches ``X`` (n, 96, 187), in batches."""
     import torch
 
-    from .musicnn import load_musicnn
-
-    net = load_musicnn(network, weights_dir=Path(workdir) / "cache" / "pretrained" / "musicnn")
-    X = np.load(cache / "logmel.npy", mmap_mode="r")  # (n_seg, 96, 187) float16
     parts: dict[str, list[np.ndarray]] = {o: [] for o in OUTPUTS}
     with torch.no_grad():
         for s in range(0, len(X), batch_size):
@@ -89,19 +117,14 @@ def segment_outputs(cache: Path, network: str, workdir: Path, batch_size: int = 
             parts["embed"].append(out["penultimate"].numpy())
             parts["pool"].append(torch.cat([out["max_pool"], out["mean_pool"]], dim=1).numpy())
             parts["tags"].append(torch.sigmoid(out["logits"]).numpy())
-    result = {o: np.concatenate(v).astype(np.float32) for o, v in parts.items()} if len(X) else \
-        {"embed": np.zeros((0, 200), np.float32), "pool": np.zeros((0, 1506), np.float32), "tags": np.zeros((0, 50), np.float32)}
-    for o, arr in result.items():
-        write_npy(paths[o], arr)
-    log.info("%s: embeddings, pooled features and tags of %d patches cached in %s", network, len(X), cache)
-    return result
+    if not len(X):
+        return {"embed": np.zeros((0, 200), np.float32), "pool": np.zeros((0, 1506), np.float32), "tags": np.zeros((0, 50), np.float32)}
+    return {o: np.concatenate(v).astype(np.float32) for o, v in parts.items()}
 
 
-def _per_clip(cache: Path, values: np.ndarray, stats: tuple[str, ...]) -> pd.DataFrame:
-    """Per-clip mean (and std) of segment values, indexed by (split, id) of the recipe cache's clips."""
-    clips = pd.read_csv(cache / "clips.csv", keep_default_na=False, dtype={"id": str})
-    seg_clip = np.load(cache / "seg_clip.npy")
-    n, d = len(clips), values.shape[1]
+def segment_stats(values: np.ndarray, seg_clip: np.ndarray, n: int, stats: tuple[str, ...]) -> np.ndarray:
+    """(n, d * len(stats)) per-clip mean (and std) of segment values (float64 sums; NaN for a clip without segments)."""
+    d = values.shape[1]
     cnt = np.bincount(seg_clip, minlength=n).astype(np.float64)[:, None]
     total = np.zeros((n, d))
     np.add.at(total, seg_clip, values)
@@ -111,8 +134,14 @@ def _per_clip(cache: Path, values: np.ndarray, stats: tuple[str, ...]) -> pd.Dat
         sq = np.zeros((n, d))
         np.add.at(sq, seg_clip, np.asarray(values, dtype=np.float64) ** 2)
         parts.append(np.sqrt(np.maximum(np.where(cnt > 0, sq / np.maximum(cnt, 1), np.nan) - mean ** 2, 0)))
-    index = pd.MultiIndex.from_arrays([clips["split"], clips["id"]])
-    return pd.DataFrame(np.concatenate(parts, axis=1).astype(np.float32), index=index)
+    return np.concatenate(parts, axis=1).astype(np.float32)
+
+
+def _per_clip(cache: Path, values: np.ndarray, stats: tuple[str, ...]) -> pd.DataFrame:
+    """Per-clip mean (and std) of segment values, indexed by (split, id) of the recipe cache's clips."""
+    clips = pd.read_csv(cache / "clips.csv", keep_default_na=False, dtype={"id": str})
+    table = segment_stats(values, np.load(cache / "seg_clip.npy"), len(clips), stats)
+    return pd.DataFrame(table, index=pd.MultiIndex.from_arrays([clips["split"], clips["id"]]))
 
 
 def clip_embedding_stats(prep: Any, name: str) -> np.ndarray:

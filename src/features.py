@@ -10,6 +10,13 @@
     chroma_stats.npy  (n_clips, 24) mean/std of the 12 chroma bins
     meta.json         parameters and timing; written last, marks the cache complete
 
+Other spectrogram recipes get their own entry ``cache/features/<name>-<recipe>-<hash>/`` with the same
+files, ``logmel.npy`` holding that recipe's segments: ``musicnn`` (src.embeddings), ``chroma`` (12 x T
+chromagram frames, segmented like logmel), ``logmel_beat`` / ``chroma_beat`` (frames averaged / median-
+aggregated between the beats librosa's tracker finds; segments of :data:`SEGMENT_BEATS` beats) and
+``logmel+chroma`` (both stacked on the feature axis, (n_mels + 12) x T). A run picks one with the train
+setting ``recipe`` (:func:`run_recipe`).
+
 Segments never straddle clips, and every segment keeps its clip index, so
 folds (made per clip) can never split a clip. Extraction runs on all cores.
 
@@ -43,6 +50,7 @@ from .artifacts import atomic_path, read_json, setup_logging, stable_hash, write
 from .audio import AudioError, load_audio
 from .config import AudioConfig, WorkspaceConfig, load_config
 from .data import SPLITS, DataError, Dataset, format_listing, load_dataset
+from .errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -81,22 +89,46 @@ class _Extractor:
         self.seg_hop = max(1, round(a.segment_hop_seconds * a.sample_rate / a.hop_length))
 
     def __call__(self, path: str) -> dict:
-        a, torch = self.a, self.torch
+        a = self.a
         try:
             y = load_audio(path, a.sample_rate, a.max_seconds, a.silence_threshold)
         except AudioError as exc:
             return {"error": exc.problem}
-        with torch.no_grad():
+        return self.from_signal(y)
+
+    def from_signal(self, y: np.ndarray) -> dict:
+        """Segments and clip statistics of a decoded clip (src.predict streams the same steps over long files)."""
+        logmel, mfcc, chroma = self.spectra(self.power(y))
+        stats = lambda m: self.torch.cat([m.mean(dim=1), m.std(dim=1, unbiased=False)]).numpy()
+        return {"segments": self.segments(logmel.numpy()), "mfcc": stats(mfcc), "chroma": stats(chroma)}
+
+    def power(self, y: np.ndarray):
+        """(F, T) power spectrogram; frame t is centred on sample t * hop (reflect padding at the ends)."""
+        with self.torch.no_grad():
             # = torchaudio.transforms.Spectrogram(power=2), but |z|^2 as re^2 + im^2 is ~5x faster on CPU
-            z = torch.stft(torch.from_numpy(y), self.a.n_fft, self.a.hop_length, window=self.window, center=True,
-                           pad_mode="reflect", return_complex=True)
-            power = z.real ** 2 + z.imag ** 2  # (F, T)
-            logmel = self.to_db(self.mel(power))  # (n_mels, T)
+            z = self.torch.stft(self.torch.from_numpy(y), self.a.n_fft, self.a.hop_length, window=self.window, center=True,
+                                pad_mode="reflect", return_complex=True)
+            return z.real ** 2 + z.imag ** 2
+
+    def mel_db(self, power):
+        """(n_mels, T) log-mel in dB before the ``top_db`` floor (= AmplitudeToDB(stype="power") without top_db)."""
+        import torchaudio
+
+        with self.torch.no_grad():
+            return torchaudio.functional.amplitude_to_DB(self.mel(power), 10.0, 1e-10, 0.0, None)
+
+    def spectra(self, power, top: float | None = None) -> tuple:
+        """(log-mel (n_mels, T) dB, MFCC (n_mfcc, T), chroma (12, T)) of a power spectrogram. The log-mel is floored
+        ``top_db`` below ``top``: by default its own maximum (a clip's, in the cache); a stream over a long file
+        passes the whole file's, so every chunk is floored as the whole file would be."""
+        torch = self.torch
+        with torch.no_grad():
+            db = self.mel_db(power)
+            logmel = torch.maximum(db, (db.amax() if top is None else torch.tensor(top, dtype=db.dtype)) - self.a.top_db)
             mfcc = self.dct.T @ logmel  # (n_mfcc, T)
             chroma = self.chroma_fb @ power  # (12, T)
             chroma = chroma / chroma.amax(dim=0, keepdim=True).clamp_min(1e-10)
-        stats = lambda m: torch.cat([m.mean(dim=1), m.std(dim=1, unbiased=False)]).numpy()
-        return {"segments": self.segments(logmel.numpy()), "mfcc": stats(mfcc), "chroma": stats(chroma)}
+        return logmel, mfcc, chroma
 
     def segments(self, logmel: np.ndarray) -> np.ndarray:
         """(n_mels, T) -> (n_seg, n_mels, seg); a short clip is padded with its minimum."""
@@ -118,17 +150,87 @@ def _extract(path: str) -> dict:
     return _EXTRACTOR(path)
 
 
+# ----------------------------------------------------------------------------- sequence recipes (worker side)
+
+SEQUENCE_RECIPES = ("chroma", "logmel_beat", "chroma_beat", "logmel+chroma")
+SEGMENT_BEATS = 8  # beats per beat-synchronised segment (~4 s at 120 bpm, near the usual 3-s segment)
+FALLBACK_BPM = 120.0  # the grid a clip gets where the tracker finds fewer than two beats
+
+
+def segment_beats(a: AudioConfig) -> tuple[int, int]:
+    """Beats per beat-synchronised segment and the hop between segments, in the config's overlap ratio
+    (``segment_hop_seconds / segment_seconds``, as the time segments and musicnn's patches use)."""
+    return SEGMENT_BEATS, max(1, round(SEGMENT_BEATS * a.segment_hop_seconds / a.segment_seconds))
+
+
+def beat_frames(y: np.ndarray, a: AudioConfig) -> np.ndarray:
+    """Beat positions in STFT frames (the config's hop) from ``librosa.beat.beat_track``; where it finds fewer
+    than two beats (a short clip, no pulse) a steady :data:`FALLBACK_BPM` grid, so every clip yields a sequence."""
+    import librosa
+
+    _, beats = librosa.beat.beat_track(y=y, sr=a.sample_rate, hop_length=a.hop_length, units="frames")
+    beats = np.asarray(beats, dtype=np.int64)
+    if len(beats) < 2:
+        step = max(1, round(60.0 / FALLBACK_BPM * a.sample_rate / a.hop_length))
+        beats = np.arange(step, len(y) // a.hop_length + 1, step)
+    return beats
+
+
+def beat_sync(frames: np.ndarray, beats: np.ndarray, how: str = "mean") -> np.ndarray:
+    """(F, T) -> (F, n_beats + 1): frames aggregated between consecutive beats (and before the first, after the last)."""
+    import librosa
+
+    return librosa.util.sync(frames, beats, aggregate=np.median if how == "median" else np.mean, pad=True, axis=-1)
+
+
+class SequenceExtractor(_Extractor):
+    """Per-clip extractor of a sequence recipe: the config's STFT, mel and chroma filters (as ``_Extractor``), then
+    the recipe's frames cut into segments (time recipes: the config's segments; beat recipes: ``SEGMENT_BEATS``)."""
+
+    def __init__(self, a: AudioConfig, recipe: str):
+        super().__init__(a)
+        self.recipe = recipe
+        if recipe.endswith("_beat"):
+            self.seg, self.seg_hop = segment_beats(a)
+
+    def frames(self, y: np.ndarray) -> dict[str, np.ndarray]:
+        """``logmel`` (n_mels, T) in dB and ``chroma`` (12, T), each frame scaled to max 1, of a decoded clip: the
+        logmel recipe's own spectra (``_Extractor.spectra``), so the recipes differ only in what follows."""
+        logmel, _, chroma = self.spectra(self.power(y))
+        return {"logmel": logmel.numpy(), "chroma": chroma.numpy()}
+
+    def sequence(self, y: np.ndarray) -> np.ndarray:
+        """The recipe's (F, T) frames of a clip: T STFT frames, or one column per beat interval for ``*_beat``."""
+        f = self.frames(y)
+        if self.recipe == "logmel+chroma":
+            return np.concatenate([f["logmel"], f["chroma"]])  # (n_mels + 12, T)
+        if self.recipe.endswith("_beat"):
+            name = self.recipe.removesuffix("_beat")  # chroma: median between beats (robust to onsets), log-mel: mean
+            return beat_sync(f[name], beat_frames(y, self.a), "median" if name == "chroma" else "mean")
+        return f[self.recipe]
+
+    def from_signal(self, y: np.ndarray) -> dict:
+        """The recipe's segments of a decoded clip (``_Extractor.__call__`` decodes and calls this)."""
+        return {"segments": self.segments(self.sequence(y))}  # (n_seg, F, seg)
+
+
 # ----------------------------------------------------------------------------- cache (main side)
 
 
-RECIPES = ("logmel", "musicnn")
+RECIPES = ("logmel", "musicnn", *SEQUENCE_RECIPES)
 
 
 def run_recipe(model_recipe: str, tc: object | None = None) -> str:
     """The spectrogram recipe a run's model is fed: the one home of this choice (train, predict, kernels).
 
-    ``model_recipe`` is the model's own (``ModelSpec.recipe``); ``tc`` the run's train settings."""
-    return model_recipe
+    ``model_recipe`` is the model's own (``ModelSpec.recipe``); ``tc`` the run's train settings, whose
+    ``recipe`` (``''``: the model's own) may choose another recipe of the config's audio for a model fed
+    the config's log-mel. A model with its own fixed front end (musicnn) cannot be fed anything else."""
+    chosen = getattr(tc, "recipe", "") or model_recipe
+    if chosen != model_recipe and model_recipe != "logmel":
+        raise ConfigError(f"--recipe {chosen}: model {getattr(tc, 'model', '?')} is fed its own fixed recipe {model_recipe!r} "
+                          "(the front end its pretrained weights expect)", "leave --recipe out for this model")
+    return chosen
 
 
 def recipe_params(cfg: WorkspaceConfig, recipe: str) -> dict:
@@ -136,6 +238,9 @@ def recipe_params(cfg: WorkspaceConfig, recipe: str) -> dict:
     a model family's fixed front end (src.embeddings) plus the config's cropping for the others."""
     if recipe == "logmel":
         return asdict(cfg.audio)
+    if recipe in SEQUENCE_RECIPES:
+        beats = dict(zip(("segment_beats", "segment_hop_beats"), segment_beats(cfg.audio))) if recipe.endswith("_beat") else {}
+        return {**asdict(cfg.audio), "recipe": recipe, "chroma": "librosa.filters.chroma, max 1 per frame", **beats}
     from .embeddings import recipe_params as family_params
 
     return family_params(recipe, cfg.audio)
@@ -189,6 +294,8 @@ def make_extractor(cfg: WorkspaceConfig, recipe: str):
     """The per-clip extractor of a recipe (a picklable callable path -> dict; forked workers inherit it)."""
     if recipe == "logmel":
         return _Extractor(cfg.audio)
+    if recipe in SEQUENCE_RECIPES:
+        return SequenceExtractor(cfg.audio, recipe)
     from .embeddings import FamilyExtractor
 
     return FamilyExtractor(recipe, cfg.audio)
@@ -276,6 +383,9 @@ class Prepared:
     def items(self, input_kind: str, split: str, recipe: str = "logmel") -> Items:
         """Inputs for a model that takes ``vector`` or ``spec`` input (spectrograms of ``recipe``)."""
         n_rows = len(self.ds.frame(split))
+        if recipe != "logmel" and self.cfg.data.kind != "audio":  # else arrays/images would silently stand in for it
+            raise DataError(f"recipe {recipe!r} needs audio; [data] kind is {self.cfg.data.kind!r}",
+                            "choose a model (or --recipe) for this data")
         if self.cfg.data.kind in ("tabular", "arrays"):
             X = self.ds.arrays.get(split)
             if X is None:
@@ -292,8 +402,6 @@ class Prepared:
             skipped = {s["id"] for s in self.ds.skipped if s["split"] == split}
             rows = np.flatnonzero(~df["id"].isin(skipped).to_numpy())  # skipped test rows get the prior
             return Items(load_images(df.iloc[rows], self.cfg.data.image_size, split), rows.astype(np.int64), n_rows)
-        if recipe != "logmel" and self.cfg.data.kind != "audio":
-            raise DataError(f"recipe {recipe!r} needs audio; [data] kind is {self.cfg.data.kind!r}", "choose a model for this data")
         return self._audio_items(input_kind, split, n_rows, recipe)
 
     def _audio_items(self, input_kind: str, split: str, n_rows: int, recipe: str = "logmel") -> Items:

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from .augment import crop_time, tta_views
-from .errors import CheckpointError
+from .errors import CheckpointError, RunError
 from .settings import TrainConfig
 
 
@@ -42,6 +42,15 @@ class Wrapped(nn.Module):
         if self.spec_input:
             x = x.unsqueeze(1)  # (B, 1, n_mels, T)
         return self.net(x)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when there is one, else CPU; asking for CUDA without it is an error, never a silent CPU run."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RunError("--device cuda requested but torch.cuda.is_available() is False", "use --device cpu (or auto)")
+    return torch.device(name)
 
 
 def autocast(device: torch.device, tc: TrainConfig):
@@ -138,3 +147,42 @@ def load_fold_model(path: str | Path, device: torch.device | str = "cpu") -> tup
                     state["y_mean"].numpy(), state["y_std"].numpy())
     model.load_state_dict(state)
     return model.to(device).eval(), {k: v for k, v in ckpt.items() if k != "state_dict"}
+
+
+def classifier_layer(net: nn.Module) -> nn.Linear:
+    """The network's final Linear layer: a ``get_classifier()`` (timm, musicnn) that is Linear, else the last Linear registered."""
+    for m in net.modules():
+        head = m.get_classifier() if hasattr(m, "get_classifier") else None
+        if isinstance(head, nn.Linear):
+            return head
+    linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise CheckpointError(f"{type(net).__name__} has no Linear layer, so no penultimate representation",
+                              "use a model whose head is a Linear layer (every registered network's is)")
+    return linears[-1]
+
+
+@torch.no_grad()
+def penultimate(model: Wrapped, X: np.ndarray, batch_size: int = 64, crop_frames: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(features, outputs) per item: the input of the final Linear layer (a forward pre-hook) and the raw outputs.
+
+    Evaluation mode, no TTA; spectrograms get :func:`predict`'s centre crop, so outputs equal ``predict``'s for ``tta <= 1``.
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    grabbed: list[torch.Tensor] = []
+    hook = classifier_layer(model.net).register_forward_pre_hook(lambda _m, inp: grabbed.append(inp[0].detach().float().flatten(1).cpu()))
+    outs = []
+    try:
+        for b in batches(len(X), batch_size, None):
+            xb = np.asarray(X[b], dtype=np.float32)  # (B, D) or (B, n_mels, T)
+            if xb.ndim == 3:
+                xb = crop_time(xb, crop_frames, None)
+            outs.append(model(torch.from_numpy(np.ascontiguousarray(xb)).to(device)).float().cpu())
+    finally:
+        hook.remove()
+    if len(grabbed) != len(outs):
+        raise RuntimeError(f"the classifier layer ran {len(grabbed)} times for {len(outs)} batches")
+    if not outs:
+        return np.zeros((0, classifier_layer(model.net).in_features), np.float32), np.zeros((0, 1), np.float32)
+    return torch.cat(grabbed).numpy(), torch.cat(outs).numpy()  # (n, D_penultimate), (n, n_out)

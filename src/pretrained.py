@@ -36,7 +36,6 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-import timm
 import torch
 from torch import nn
 
@@ -79,6 +78,8 @@ def create_backbone(name: str, num_classes: int, in_chans: int = 1, pretrained: 
     See the module docstring for the values of ``pretrained``. Never returns random weights
     when pretrained weights were asked for: every failure raises :class:`PretrainedError`.
     """
+    import timm  # lazily: 155 MB that prediction with a non-timm model does not need
+
     if not timm.is_model(name):
         raise ValueError(f"unknown timm model {name!r}; list them with timm.list_models('*{name.split('.')[0][:6]}*')")
     source = _normalise_source(pretrained)
@@ -94,6 +95,8 @@ def create_backbone(name: str, num_classes: int, in_chans: int = 1, pretrained: 
 
 def create_from_file(name: str, path: str | Path, num_classes: int, in_chans: int = 1, **timm_kwargs: Any) -> nn.Module:
     """ImageNet model ``name`` with the weights of ``path``, adapted to ``in_chans`` and ``num_classes``."""
+    import timm  # lazily: 155 MB that prediction with a non-timm model does not need
+
     model = timm.create_model(name, pretrained=False, **timm_kwargs)  # the 3-channel ImageNet architecture
     state = read_state_dict(path)
     model.load_state_dict(match_state_dict(model, state, source=str(path)), strict=True)
@@ -260,6 +263,8 @@ def _hub_offline_unless_reachable() -> Iterator[None]:
 
 def _from_hub(name: str, num_classes: int, in_chans: int, **timm_kwargs: Any) -> nn.Module:
     """timm's own download (or its local cache); a network or cache failure becomes a PretrainedError with the offline recipes."""
+    import timm  # lazily: 155 MB that prediction with a non-timm model does not need
+
     try:
         with _hub_offline_unless_reachable():
             return timm.create_model(name, pretrained=True, num_classes=num_classes, in_chans=in_chans, **timm_kwargs)

@@ -179,8 +179,11 @@ def model_key(run: RunArtifacts) -> str:
     if "model_key" in run.config:
         return run.config["model_key"]
     from .config import data_signature
+    from .settings import DEFAULTS
 
-    train = {k: v for k, v in run.config.get("train", {}).items() if k not in ("run_id", "repeat", "folds", "fold_file", "device")}
+    # a setting left at its default is the same as one recorded before the setting existed (e.g. ``recipe``)
+    train = {k: v for k, v in run.config.get("train", {}).items()
+             if k not in ("run_id", "repeat", "folds", "fold_file", "device") and v != getattr(DEFAULTS, k, object())}
     inputs = data_signature(run.config.get("workspace", {}))  # the same model on other features is another model
     return f"{train.get('model', '?')}-{stable_hash({'train': train, 'inputs': inputs}, 8)}"
 

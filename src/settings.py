@@ -68,6 +68,9 @@ class TrainConfig:
     metric: Literal["", "accuracy", "balanced_accuracy", "macro_f1", "spearman", "rmse"] = setting(
         "", "model-selection metric ('': the competition metric)")
     model_params: dict[str, Any] = setting({}, "model constructor parameters (--param KEY=VALUE)")
+    recipe: Literal["", "logmel", "chroma", "logmel_beat", "chroma_beat", "logmel+chroma"] = setting(
+        "", "spectrogram recipe the net is fed ('': the model's own; chroma: 12-bin chromagram; *_beat: beat-synchronised "
+            "frames; logmel+chroma: both stacked); a model with its own fixed recipe (musicnn) refuses another", SPEC)
     freq_mask: int = setting(0, "SpecAugment: max width of each frequency mask in bins (0: off)", SPEC)
     time_mask: int = setting(0, "SpecAugment: max width of each time mask in frames (0: off)", SPEC)
     n_masks: int = setting(2, "SpecAugment: masks of each kind per sample", SPEC)

@@ -35,7 +35,7 @@ from .config import CLASSIFICATION_METRICS, REGRESSION_METRICS, WorkspaceConfig,
 from .errors import ConfigError, RunError
 from .features import Items, Prepared, prepare, run_recipe
 from .folds import fold_numbers, fold_path, load_folds_for
-from .inference import Wrapped, aggregate, autocast, batches, decode, predict
+from .inference import Wrapped, aggregate, autocast, batches, decode, predict, resolve_device
 from .metrics import compute_metrics, greater_is_better
 from .models import create_model, get_spec
 from .optim import Step, optimisation
@@ -43,6 +43,7 @@ from .runs import RunFolder, check_compatible, finalize, fold_column, ids_hash, 
 from .settings import (
     AUG_FIELDS,
     CLASSIFICATION,
+    DEFAULTS,
     REGRESSION,
     TrainConfig,
     add_train_flags,
@@ -279,14 +280,6 @@ def _prior(y: np.ndarray, n_out: int, classification: bool) -> np.ndarray:
 # ----------------------------------------------------------------------------- a run
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RunError("--device cuda requested but torch.cuda.is_available() is False")
-    return torch.device(name)
-
-
 @dataclass
 class FittedFold:
     """A fold's trained model as the run needs it: predictions on items, its history and best metrics, and how to save it."""
@@ -438,6 +431,7 @@ def check_train_config(cfg: WorkspaceConfig, tc: TrainConfig, sources: dict[str,
         raise ConfigError(f"{spec.describe()} is for {' and '.join(spec.tasks)} tasks, this competition is {task}",
                           "choose another model (python -m src.train --help; README: Models)")
     spec.check_params(tc.model_params)
+    run_recipe(spec.recipe, tc)  # a recipe the model cannot take is refused before the run folder is written
     dropped = check_applicable(tc, spec.capabilities | {task}, spec.describe() + f" on a {task} task", sources,
                                soft=lambda source: source.startswith("[train]"))
     for text in dropped:
@@ -498,9 +492,10 @@ def check_resumable(old: dict, new: dict, root: Path) -> None:
     if inputs:
         raise RunError(f"{root} was trained on other data/audio/feature settings ({', '.join(inputs)} differ)", fix)
     ignore = {"folds", "run_id", "device", "plots"}
-    changed = sorted(k for k, v in new["train"].items() if k not in ignore and old["train"].get(k) != v)
+    was = {**dataclasses.asdict(DEFAULTS), **old["train"]}  # a setting added since the run was made had its default
+    changed = sorted(k for k, v in new["train"].items() if k not in ignore and was.get(k) != v)
     if changed:
-        diff = ", ".join(f"{k}: {old['train'].get(k)!r} -> {new['train'][k]!r}" for k in changed)
+        diff = ", ".join(f"{k}: {was.get(k)!r} -> {new['train'][k]!r}" for k in changed)
         raise RunError(f"{root} was trained with other settings ({diff}); resuming would mix folds trained differently", fix)
 
 

@@ -264,7 +264,7 @@ def test_hub_download_offline_fails_fast_with_cache_only(monkeypatch):
         raise OSError("LocalEntryNotFoundError: not in the local cache")
 
     monkeypatch.setattr(pretrained, "hub_reachable", lambda timeout=3.0: False)
-    monkeypatch.setattr(pretrained.timm, "create_model", fake_create)
+    monkeypatch.setattr(timm, "create_model", fake_create)  # src.pretrained imports timm lazily
     before = hf.HF_HUB_OFFLINE
     with pytest.raises(pretrained.PretrainedError, match="without internet"):
         pretrained.create_backbone("resnet18", num_classes=3, pretrained=True)

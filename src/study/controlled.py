@@ -53,12 +53,12 @@ from ..config import WorkspaceConfig, data_signature, load_config
 from ..errors import ConfigError, RunError
 from ..features import Prepared, prepare
 from ..folds import fold_path
-from ..inference import Wrapped
+from ..inference import Wrapped, resolve_device
 from ..models import ACTIVATIONS, REGISTRY, ModelSpec, get_spec
 from ..runs import RunArtifacts, load_run
 from ..settings import FIELDS, TrainConfig, add_train_flags, flag_values, route_params
 from ..studies import studies_dir
-from ..train import check_train_config, resolve_device, resolve_train_config
+from ..train import check_train_config, resolve_train_config
 from ..tune import StudyOptions, run_tuning
 from ..tune_space import SpaceOverrides, parse_overrides
 from .report import report_dir, write_table
