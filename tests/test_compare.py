@@ -189,3 +189,16 @@ def test_same_model_on_other_features_is_another_model():
 
     assert model_key(run(["musicnn_msd"])) != model_key(run(["musicnn_msd", "musicnn_mtt"]))
     assert model_key(run(["musicnn_msd"])) == model_key(run(["musicnn_msd"]))
+
+
+def test_runs_sharing_one_fold_are_refused_with_a_fix(tab_runs, capsys):
+    """A paired test on one fold has no spread: an error that says to train more folds, not a traceback from stats."""
+    from src.cli import run_command
+    from train_helpers import _train
+
+    comp, cfg, prep, root, fp, runs = tab_runs
+    _train(cfg, prep, root, "mlp", "one-fold-d", seed=5, folds=[0])
+    with pytest.raises(SystemExit) as exc:
+        run_command(main, ["c", "one-fold-d", "--workdir", str(root), "--no-report"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.startswith("error: ") and "share 1 scored fold" in err and "--folds" in err

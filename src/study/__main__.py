@@ -9,7 +9,7 @@ from typing import Sequence
 from .. import cli
 from ..artifacts import setup_logging
 
-# study module -> its sub-commands are read from the module's STUDIES tuple
+# study modules; each names its sub-commands in STUDIES (and may give each a help line in HELP)
 MODULES = ("controlled", "devices", "data_analysis", "sequences", "embedding_space", "regression")
 
 
@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "regression. Each writes a Markdown + CSV table and figures under reports/<study>/.")
     sub = ap.add_subparsers(dest="study", required=True, metavar="STUDY")
     for study, mod in study_modules().items():
-        sp = sub.add_parser(study, help=(mod.__doc__ or "").strip().splitlines()[0], formatter_class=cli.HelpFormatter,
+        line = getattr(mod, "HELP", {}).get(study) or (mod.__doc__ or "").strip().splitlines()[0]
+        sp = sub.add_parser(study, help=line, formatter_class=cli.HelpFormatter,
                             description=(mod.__doc__ or "").strip())
         mod.add_arguments(sp, study)
         sp.set_defaults(_module=mod)

@@ -136,6 +136,10 @@ SWITCHES: dict[str, Switch] = {
 }
 
 
+# one help line per sub-command, derived from the switches (python -m src.study --help)
+HELP = {name: f"controlled study of {' + '.join(sw.varies)}: arms {', '.join(sw.defaults)}" for name, sw in SWITCHES.items()}
+
+
 def study_arms(study: str, args: argparse.Namespace, base: TrainConfig) -> dict[str, dict[str, Any]]:
     """Arm name -> the parameters it sets, in the order given (``--arms`` or the study's defaults)."""
     sw = SWITCHES[study]
