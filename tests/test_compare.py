@@ -7,8 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from test_ensemble import fake_probs, write_fake_run, write_fold_file
+from train_helpers import _train
 
 from src import stats
+from src.cli import run_command
 from src.compare import compare, group_models, main, parse_run_args
 from src.ensemble import EnsembleError
 from src.report import main as report_main
@@ -193,9 +195,6 @@ def test_same_model_on_other_features_is_another_model():
 
 def test_runs_sharing_one_fold_are_refused_with_a_fix(tab_runs, capsys):
     """A paired test on one fold has no spread: an error that says to train more folds, not a traceback from stats."""
-    from src.cli import run_command
-    from train_helpers import _train
-
     comp, cfg, prep, root, fp, runs = tab_runs
     _train(cfg, prep, root, "mlp", "one-fold-d", seed=5, folds=[0])
     with pytest.raises(SystemExit) as exc:
