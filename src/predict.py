@@ -607,6 +607,9 @@ def check_window(pred: Predictor, plan: Plan, window_s: tuple[float, float]) -> 
                               "predict clips without --timeline, or use a run on a time recipe (logmel, chroma, musicnn)")
     for leaf in pred.leaves:
         if leaf.input != "spec":
+            log.warning("run %s (%s) was trained on statistics of whole clips; its timeline feeds it statistics of %g-s windows, "
+                        "which differ (a window holding one musicnn patch has a zero std half): read its per-window "
+                        "probabilities with care, or pass a longer --window", leaf.name, leaf.model, window_s[0])
             continue
         frames = max(1, round(window_s[0] * plan.sources[plan.leaf_source[leaf.key]].fps))
         if frames == leaf.shape[1]:
