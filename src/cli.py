@@ -11,10 +11,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import logging
+import signal
 import sys
-from typing import Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from .errors import WorkspaceError
 
@@ -52,6 +54,20 @@ def run_command(main: Callable[[Sequence[str] | None], None], argv: Sequence[str
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a scheduler, ``kill``, a Kaggle session ending) stops the work like Ctrl-C: the running fold or
+    trial is recorded as interrupted instead of being left "running" by a process that vanished."""
+    def _raise(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _os_fix(code: int | None) -> str:

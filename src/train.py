@@ -547,7 +547,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.pretrained_file:
         params["pretrained"] = args.pretrained_file
     tc, sources = resolve_train_config(cfg, args.model, flag_values(args), params, args.params, args.workdir)
-    run_dir = run_training(cfg, tc, args.workdir, sources=sources)
+    with cli.sigterm_as_interrupt():  # the fold in progress is recorded as interrupted, not left "running"
+        run_dir = run_training(cfg, tc, args.workdir, sources=sources)
     m = read_json(run_dir / "metrics.json")
     print(f"{run_dir}: {m['metric']} {m['mean'][m['metric']]:.4f} ± {m['std'][m['metric']]:.4f} "
           f"(clip level, {len(m['folds_done'])} folds)")

@@ -33,7 +33,6 @@ import json
 import logging
 import os
 import shutil
-import signal
 import time
 import warnings
 from dataclasses import dataclass
@@ -533,17 +532,9 @@ def run_study(study: optuna.Study, objective: Objective, target: int, timeout: f
             export_best(st, export)
 
     stop = optuna.study.MaxTrialsCallback(target, states=(TrialState.COMPLETE, TrialState.PRUNED))
-    previous = signal.signal(signal.SIGTERM, _sigterm)
-    try:
+    with cli.sigterm_as_interrupt():  # a stopped worker's trial is recorded, then re-queued next time
         study.optimize(objective, n_trials=remaining, timeout=timeout, callbacks=[report, stop], gc_after_trial=False)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     export_best(study, export)
-
-
-def _sigterm(signum: int, frame: Any) -> None:
-    """SIGTERM (a scheduler stopping the worker) ends the trial like Ctrl-C: recorded, re-queued next time."""
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -95,3 +95,32 @@ def test_diverging_run_says_so(tab_runs):
                      device="cpu", model_params={"hidden": [16], "batch_norm": False}, plots=False)
     with pytest.raises(RunError, match="training diverged .*lower --lr"):
         run_training(cfg, tc, root, prep)
+
+
+def test_sigterm_records_the_fold_as_interrupted(tab_runs, tmp_path):
+    """A training process stopped by SIGTERM (a scheduler, a Kaggle session ending) used to leave its fold 'running'."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    comp, cfg, prep, root, fp, runs = tab_runs
+    status = root / "runs" / "sigterm" / "fold_status.json"
+    argv = [sys.executable, "-m", "src.train", "--config", str(comp.config), "--workdir", str(root), "--model", "mlp",
+            "--run-id", "sigterm", "--epochs", "100000", "--patience", "100000", "--param", "hidden=[16]", "--no-plots"]
+    log = tmp_path / "train.log"
+    proc = subprocess.Popen(argv, cwd=Path(__file__).resolve().parents[2], stdout=log.open("w"), stderr=subprocess.STDOUT,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        end = time.monotonic() + 120
+        while not (status.is_file() and read_json(status).get("0", {}).get("status") == "running"):
+            assert time.monotonic() < end and proc.poll() is None, log.read_text()[-2000:]
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(60)
+    assert rc == 130, log.read_text()[-2000:]
+    fold0 = read_json(status)["0"]
+    assert fold0["status"] == "interrupted" and "signal" in fold0["error"]
