@@ -472,6 +472,7 @@ def open_run(cfg: WorkspaceConfig, tc: TrainConfig, prep: Prepared, fold_file: P
         "input": get_spec(tc.model).input, "n_train": len(prep.ds.train), "n_test": len(prep.ds.test),
         "n_holdout": len(prep.ds.holdout), "train_ids_sha256": ids_hash(prep.ds.train["id"]), "skipped": prep.ds.skipped,
         "unused_train_defaults": unused_defaults or [],
+        "class_changes": prep.ds.class_changes,  # [data] merge_classes / min_class_count: counts before and after
     }
     run = RunFolder(root)
     if (root / "config.json").is_file() and run.any_done():
