@@ -85,11 +85,13 @@ class Predictor:
     leaves: list[Leaf]
 
 
-def load_predictor(run: str | Path, workdir: str | Path = ".", device: str = "cpu", batch_size: int = BATCH_SIZE) -> Predictor:
+def load_predictor(run: str | Path, workdir: str | Path = ".", device: str = "cpu", batch_size: int = BATCH_SIZE,
+                   onnx: bool = False) -> Predictor:
     """A finished run (or ensemble) with every fold model loaded; refuses unfinished runs and missing checkpoints.
-    ``batch_size``: windows per forward pass of spectrogram networks (not a training setting: results do not depend on it)."""
+    ``batch_size``: windows per forward pass of spectrogram networks (not a training setting: results do not depend on it).
+    ``onnx``: torch folds run their exported ``fold<k>.onnx`` with onnxruntime (``src.export``) on the CPU."""
     art = load_run(run, workdir)
-    tree = _load_node(art, Path(workdir), resolve_device(device), batch_size)
+    tree = _load_node(art, Path(workdir), resolve_device(device), batch_size, onnx)
     leaves = list({leaf.key: leaf for leaf in _leaves(tree)}.values())
     classification = art.config.get("task", "classification") == "classification"
     labels = list(art.config.get("classes") or []) if classification else list(art.config.get("targets") or [])
@@ -100,9 +102,9 @@ def _leaves(node: Leaf | Ensemble) -> list[Leaf]:
     return [node] if isinstance(node, Leaf) else [leaf for m in node.members for leaf in _leaves(m)]
 
 
-def _load_node(art: RunArtifacts, workdir: Path, device: torch.device, batch_size: int = BATCH_SIZE) -> Leaf | Ensemble:
+def _load_node(art: RunArtifacts, workdir: Path, device: torch.device, batch_size: int = BATCH_SIZE, onnx: bool = False) -> Leaf | Ensemble:
     if not (art.root / "weights.json").is_file():
-        return _load_leaf(art, device, batch_size)
+        return _load_leaf(art, device, batch_size, onnx)
     from .ensemble import COMBINERS
 
     w = read_json(art.root / "weights.json")
@@ -116,7 +118,7 @@ def _load_node(art: RunArtifacts, workdir: Path, device: torch.device, batch_siz
         raise EnsembleError(f"ensemble {art.name}: unknown method {method!r} in weights.json", "re-fit it with python -m src.ensemble")
     members = [load_run(m if (Path(m) / "config.json").is_file() else Path(m).name, workdir) for m in art.config.get("members", [])]
     weights = np.array([w["weights"][m.name] for m in members], dtype=np.float64) if method == "hill" else None
-    return Ensemble(art.name, [_load_node(m, workdir, device, batch_size) for m in members], method, weights)
+    return Ensemble(art.name, [_load_node(m, workdir, device, batch_size, onnx) for m in members], method, weights)
 
 
 def workspace_config(ws: dict) -> WorkspaceConfig:
@@ -135,7 +137,7 @@ def workspace_config(ws: dict) -> WorkspaceConfig:
                        "re-train the run with this version of the workspace") from None
 
 
-def _load_leaf(art: RunArtifacts, device: torch.device, batch_size: int = BATCH_SIZE) -> Leaf:
+def _load_leaf(art: RunArtifacts, device: torch.device, batch_size: int = BATCH_SIZE, onnx: bool = False) -> Leaf:
     """The fold models of a trained run (torch ``fold<k>.pt`` or scikit-learn ``fold<k>.joblib``)."""
     from .features import run_recipe
     from .models import get_spec
@@ -155,7 +157,7 @@ def _load_leaf(art: RunArtifacts, device: torch.device, batch_size: int = BATCH_
         raise RunError(f"run {art.name} has no finished folds in metrics.json", f"train it: python -m src.train ... --run-id {art.name}")
     fns, metas = [], []
     for k in folds:
-        fn, meta = _load_fold(art.root, k, spec.kind, tc, device, classification, len(art.config.get("classes") or art.config.get("targets")))
+        fn, meta = _load_fold(art.root, k, spec.kind, tc, device, classification, len(art.config.get("classes") or art.config.get("targets")), onnx)
         fns.append(fn)
         metas.append(meta)
     recipe = (metas[0].get("recipe") or run_recipe(spec.recipe, tc)) if spec.input == "spec" else ""
@@ -165,8 +167,8 @@ def _load_leaf(art: RunArtifacts, device: torch.device, batch_size: int = BATCH_
                 _networks(spec, vector))
 
 
-def _load_fold(root: Path, k: int, kind: str, tc, device: torch.device, classification: bool, n_out: int):
-    """(items -> predictions, checkpoint metadata) of fold k."""
+def _load_fold(root: Path, k: int, kind: str, tc, device: torch.device, classification: bool, n_out: int, onnx: bool = False):
+    """(items -> predictions, checkpoint metadata) of fold k; ``onnx``: a torch fold runs its ``fold<k>.onnx`` (scikit-learn folds as they are)."""
     from .inference import decode, load_fold_model, predict
 
     if kind == "sklearn":
@@ -181,6 +183,11 @@ def _load_fold(root: Path, k: int, kind: str, tc, device: torch.device, classifi
         blob = joblib.load(path)
         return (lambda X, est=blob["estimator"]: head_predict(est, X, n_out, classification)), blob
     model, meta = load_fold_model(root / f"fold{k}.pt", device)
+    if onnx:
+        from .export import ort_fold_model
+
+        ort, cpu = ort_fold_model(root / f"fold{k}.pt", model), torch.device("cpu")
+        return (lambda X, m=ort: decode(m, predict(m, X, tc, cpu), classification)), meta
     return (lambda X, m=model: decode(m, predict(m, X, tc, device), classification)), meta
 
 
@@ -670,12 +677,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--tags", action="store_true", help="draw the pretrained tagger's top tags over time (musicnn runs)")
     ap.add_argument("--chunk-seconds", type=float, default=CHUNK_SECONDS, help="audio per streamed chunk (bounds the memory)")
     ap.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="windows per forward pass of a spectrogram network (raise it on a GPU)")
+    ap.add_argument("--onnx", action="store_true", help="run the exported fold<k>.onnx with onnxruntime on the CPU (python -m src.export RUN --onnx)")
     cli.add_common(ap, config=False)
     args = ap.parse_args(argv)
     setup_logging()
     check_args(args)
     t0 = time.perf_counter()
-    pred = load_predictor(resolve_run(args.run, args.workdir), args.workdir, args.device, args.batch_size)
+    pred = load_predictor(resolve_run(args.run, args.workdir), args.workdir, args.device, args.batch_size, args.onnx)
     files = find_audio(args.inputs)
     plan = make_plan(pred, Path(args.workdir), tags=args.tags)
     window = None
