@@ -74,13 +74,24 @@ def test_missing_config_says_how_to_name_one(module, extra, tmp_path, capsys, mo
 
 
 RUN_COMMANDS = [("ensemble", ["nope-a", "nope-b"]), ("compare", ["nope-a", "nope-b"]), ("report", ["nope-a"]),
-                ("submit", ["nope-a"])]
+                ("submit", ["nope-a"]), ("predict", ["nope-a", "song.wav"]), ("export", ["nope-a", "--onnx"]),
+                ("study.__main__", ["embeddings", "nope-a"])]
 
 
 @pytest.mark.parametrize("module, argv", RUN_COMMANDS, ids=[m for m, _ in RUN_COMMANDS])
 def test_unknown_run_is_one_error_line(module, argv, tmp_path, capsys):
     code, _, err = run_cli(module, [*argv, "--workdir", str(tmp_path)], capsys)
     assert_clean_error(code, err, "run 'nope-a' not found", "ls ")
+
+
+STUDY_CONFIG_COMMANDS = [["data"], ["optimizers", "--model", "mlp"], ["devices", "--model", "mlp"], ["sequences"],
+                         ["regression"]]
+
+
+@pytest.mark.parametrize("argv", STUDY_CONFIG_COMMANDS, ids=[a[0] for a in STUDY_CONFIG_COMMANDS])
+def test_study_bad_config_is_one_error_line(argv, bad_config, tmp_path, capsys):
+    code, _, err = run_cli("study.__main__", [*argv, "--config", str(bad_config), "--workdir", str(tmp_path)], capsys)
+    assert_clean_error(code, err, "[audio] n_mels = 64.7: Input should be a valid integer", str(bad_config))
 
 
 def test_kaggle_bad_config_is_one_error_line(bad_config, tmp_path, capsys):
