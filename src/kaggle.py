@@ -10,13 +10,16 @@ environment), with the checks the CLI leaves out:
 * ``push``      generate ``kernels/<slug>/`` (kernel-metadata.json, kernel_spec.json, ``run.py``),
                 pre-flight it, push it; a T4 kernel trains two folds at once (T4 x2);
                 ``--per-fold`` makes one kernel per fold
+* ``push-inference`` an internet-off kernel that predicts the hidden test audio with a trained run (its
+                weights as a dataset) and writes a validated ``/kaggle/working/submission.csv`` (code competitions)
 * ``status``    poll the pushed kernels (``--wait``: back-off until all finish)
 * ``logs``      a kernel's log as readable text (Kaggle keeps it as a JSON array)
 * ``pull``      kernel outputs -> ``runs/<run_id>/``, checked against the artifact contract and the
                 local fold file; per-fold kernels (and folds trained side by side) are merged into one run
 * ``local``     run a generated ``run.py`` unchanged on this machine (fake ``/kaggle`` tree, Kaggle's layout)
 * ``submit``    validate against ``sample_submission.csv``, then ``kaggle competitions submit``
-                (refused for a code competition: Kaggle scores only a notebook's own output there)
+                (refused for a code competition: Kaggle scores only a notebook's own output there);
+                ``submit --kernel owner/slug [--version N]`` submits an inference kernel's version there (-k/-v)
 * ``submissions`` list leaderboard scores and write them into ``submissions/index.csv``
 
 Where things live: :mod:`src.kaggle_api` (the CLI, reachability, credentials, kernels/index.json),
@@ -40,7 +43,7 @@ from .artifacts import setup_logging
 from .errors import ConfigError, KaggleError, WorkspaceError
 from .kaggle_api import check_credentials, check_reachable, competition_code_only, kaggle_cli, load_state, now, rules_url, short
 from .kaggle_code import CODE_SLUG, push_code
-from .kaggle_kernels import ACCELERATORS, DEFAULT_ACCELERATOR, push
+from .kaggle_kernels import ACCELERATORS, DEFAULT_ACCELERATOR, push, push_inference
 from .kaggle_pull import kernel_log, local_run, pull, runtime, status
 from .kernel_runner import outside
 
@@ -209,6 +212,43 @@ def submit(target: str, message: str, workdir: Path, config: Path | None = None,
     return path
 
 
+def submit_kernel(kernel: str, message: str, workdir: Path, config: Path | None = None, version: int | None = None) -> dict:
+    """A code competition's submission: ``kaggle competitions submit COMP -k owner/slug -v N -f submission.csv -m MSG``.
+
+    Kaggle re-runs that kernel version on the hidden test set and scores its own submission.csv; the
+    row goes into submissions/index.csv (file ``submission.csv``, the kernel and version) like any other.
+    """
+    from .submit import append_index
+
+    if not message:
+        raise KaggleError("no submission message", "give one with -m: it is how a leaderboard score is matched to this submission")
+    st = load_state(workdir)
+    hits = [r for r in st["kernels"] if r == kernel or r.split("/")[1] == kernel]
+    rec = st["kernels"][hits[0]] if hits else {}
+    ref = hits[0] if hits else kernel
+    if "/" not in ref:
+        raise KaggleError(f"kernel {kernel!r} is not in kernels/index.json", "give it as owner/slug, or push it with push-inference")
+    version = version or rec.get("version")
+    if not version:
+        raise KaggleError(f"no version known for kernel {ref}", "pass --version N (the kernel version to submit; see status)")
+    cfg_path = config or (Path(rec["config"]) if rec.get("config") else None)
+    slug = raw_slug(cfg_path) if cfg_path else ""
+    if not slug:
+        raise KaggleError(f"no competition for kernel {ref}", "pass --config (its [competition] slug names the competition)")
+    check_reachable()
+    check_credentials()
+    out = kaggle_cli(["competitions", "submit", slug, "-k", ref, "-v", str(version), "-f", "submission.csv", "-m", message], probe=False)
+    if "Could not find" in out or "not found" in out.lower():
+        raise KaggleError(f"code submission of {ref} v{version} not accepted: {short(out)}",
+                          "check that the version finished (python -m src.kaggle status) and wrote submission.csv")
+    row = {"file": "submission.csv", "time": now(), "runs": rec.get("run_id", ""), "cv_metric": "", "cv_score": "",
+           "message": message, "public_score": "", "private_score": ""}
+    append_index(_index(workdir), row)
+    _mark_index(workdir, "submission.csv", {"kaggle_submitted": now(), "kaggle_message": message, "competition": slug,
+                                            "kernel": ref, "kernel_version": str(version)})
+    return {**row, "kernel": ref, "kernel_version": version, "competition": slug}
+
+
 def _mark_index(workdir: Path, file: str, values: dict) -> None:
     import pandas as pd
 
@@ -324,13 +364,27 @@ def _add_result_verbs(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="replace an existing runs/<run_id>/")
     p.add_argument("--gpus", type=int, default=0,
                    help="rehearse an N-GPU kernel on the CPU: its folds run as N processes at a time (CUDA_VISIBLE_DEVICES 0..N-1)")
-    p = _verb(sub, common, "submit", "validate against sample_submission.csv, then kaggle competitions submit")
-    p.add_argument("target", help="run id (its submission is built) or a CSV file")
+    p = _verb(sub, common, "submit", "validate against sample_submission.csv, then kaggle competitions submit "
+                                     "(--kernel: submit an inference kernel's version to a code competition)")
+    p.add_argument("target", nargs="?", default=None, help="run id (its submission is built) or a CSV file; not with --kernel")
+    p.add_argument("--kernel", default="", help="owner/slug of an inference kernel (push-inference): a code submission (-k/-v)")
+    p.add_argument("--version", type=int, default=None, help="kernel version to submit (with --kernel); if not given: the pushed one")
     p.add_argument("-m", "--message", required=True, help="submission description (matches leaderboard scores to it)")
     _config_flag(p, " (needed when submitting a CSV file)")
     p.add_argument("--name", default=None, help="file name under submissions/ without .csv; if not given: the run id")
     p = _verb(sub, common, "submissions", "leaderboard scores -> submissions/index.csv beside the CV score")
     _config_flag(p)
+
+
+def _add_push_inference(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = _verb(sub, common, "push-inference", "an internet-off kernel that predicts the hidden test audio with a run and writes "
+                                             "/kaggle/working/submission.csv (code competitions)")
+    p.add_argument("run", help="run or ensemble id under runs/ (its folder, and its members', become the weights dataset)")
+    _config_flag(p)
+    p.add_argument("--accelerator", default="none", choices=["none", "NvidiaTeslaT4"], help="machine shape ('none' = CPU)")
+    p.add_argument("--docker-image", dest="docker_image", default="", help="pin the kernel's docker image (as push)")
+    p.add_argument("--force", action="store_true", help="push even if the kernel is still running")
+    p.add_argument("--no-push", dest="no_push", action="store_true", help="only generate kernels/<slug>/ and the weights folder")
 
 
 def _verb(sub: Any, common: argparse.ArgumentParser, name: str, help: str) -> argparse.ArgumentParser:
@@ -347,6 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="verb", required=True, metavar="VERB")
     _add_setup_verbs(sub, common)
     _add_push(sub, common)
+    _add_push_inference(sub, common)
     _add_result_verbs(sub, common)
     return ap
 
@@ -397,8 +452,21 @@ def _run_submissions(args: argparse.Namespace, w: Path) -> str:
 
 
 def _run_submit(args: argparse.Namespace, w: Path) -> str:
+    if args.kernel:
+        r = submit_kernel(args.kernel, args.message, w, _submit_config(args) if args.config else None, args.version)
+        return (f"submitted kernel {r['kernel']} version {r['kernel_version']} to {r['competition']} (code submission); "
+                "scores later with: python -m src.kaggle submissions")
+    if not args.target:
+        raise KaggleError("nothing to submit", "give a run id or a CSV file, or --kernel owner/slug for a code competition")
     path = submit(args.target, args.message, w, _submit_config(args), args.name)
     return f"submitted {path} (validated first); scores later with: python -m src.kaggle submissions"
+
+
+def _run_push_inference(args: argparse.Namespace, w: Path) -> str:
+    r = push_inference(args.run, _config_path(args), args, w)
+    where = f"pushed as {r['ref']} version {r.get('version')}" if r.get("pushed") else "generated (not pushed)"
+    return (f"inference kernel {r['folder']} {where}; weights dataset {r['weights']}\n"
+            f"rehearse: python -m src.kaggle local {Path(r['folder']).name}; then: python -m src.kaggle submit --kernel {r['ref']} -m MSG")
 
 
 def _run_code(args: argparse.Namespace, w: Path) -> str:
@@ -410,10 +478,11 @@ VERBS: dict[str, Callable[[argparse.Namespace, Path], str]] = {
     "download": _run_download,
     "code": _run_code,
     "push": _run_push,
+    "push-inference": _run_push_inference,
     "status": _run_status,
     "pull": lambda a, w: f"run ready: {pull(a.target, w, a.force)}",
     "logs": lambda a, w: kernel_log(a.target, w),
-    "local": lambda a, w: f"local kernel run imported: {local_run(a.slug, w, force=a.force, gpus=a.gpus)}",
+    "local": lambda a, w: f"local kernel run done: {local_run(a.slug, w, force=a.force, gpus=a.gpus)}",
     "submit": _run_submit,
     "submissions": _run_submissions,
 }

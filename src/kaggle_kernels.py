@@ -489,3 +489,111 @@ def _user_for(no_push: bool) -> str:
         if no_push:
             return "local-user"
         raise
+
+
+# ----------------------------------------------------------------------------- inference kernels (code competitions)
+
+
+def inference_runs(run: Any, workdir: Path) -> list[Path]:
+    """The run folder and, for an ensemble, every member's (recursively): what the weights dataset must hold."""
+    from .runs import load_run
+
+    out, todo = [], [run]
+    while todo:
+        art = todo.pop()
+        if art.root.resolve() not in out:
+            out.append(art.root.resolve())
+        todo += [load_run(m if (Path(m) / "config.json").is_file() else Path(m).name, workdir) for m in art.config.get("members", [])]
+    return out
+
+
+def stage_weights(workdir: Path, run: Any, ref: str) -> Path:
+    """cache/kaggle/weights/<slug>/: ``weights.zip`` (``runs/<name>/...`` of the run and its members), metadata.
+
+    One zip, as the code dataset: ``kaggle datasets create`` skips sub-folders by default, and Kaggle
+    unzips ``weights.zip`` into ``weights/`` where the kernel finds ``runs/<run_id>/``.
+    """
+    import shutil
+    import zipfile
+
+    folder = Path(workdir) / "cache" / "kaggle" / "weights" / ref.split("/")[1]
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    with zipfile.ZipFile(folder / "weights.zip", "w", zipfile.ZIP_DEFLATED) as zf:
+        for root in inference_runs(run, workdir):
+            for f in sorted(p for p in root.rglob("*") if p.is_file()):
+                zf.write(f, (Path("runs") / root.name / f.relative_to(root)).as_posix())
+    write_json(folder / "dataset-metadata.json", {"title": f"Weights {run.name}"[:50], "id": ref, "licenses": [{"name": "CC0-1.0"}]})
+    return folder
+
+
+def _check_inference(cfg: Any, run: Any, a: SimpleNamespace, workdir: Path, st: dict) -> list[str]:
+    problems = _check_code(cfg, a, workdir, st) + _check_accelerator(a)
+    if not cfg.data.test_dir or not cfg.data.sample_submission:
+        problems.append(f"{cfg.path}: [data] test_dir and sample_submission must be set (the kernel predicts the test folder "
+                        "and writes submission.csv in the sample's format)")
+    if (run.config.get("workspace") or {}).get("competition", {}).get("slug", cfg.competition.slug) != cfg.competition.slug:
+        problems.append(f"run {run.name} was trained for another competition than {cfg.path}'s {cfg.competition.slug!r}")
+    return problems
+
+
+def push_inference(run_id: str, config: Path, a: SimpleNamespace, workdir: Path) -> dict:
+    """An internet-off kernel that predicts the competition's (hidden) test audio with ``run_id`` and writes submission.csv.
+
+    Sources: the code dataset, a weights dataset made from the local run folder (and an ensemble's
+    members), the competition. Unless ``--no-push``: the weights dataset is uploaded (created, then
+    new versions) and waited for, then the kernel is pushed.
+    """
+    from .runs import load_run
+
+    cfg, run = _load_config(config), load_run(run_id, workdir)
+    st, user = load_state(workdir), _user_for(a.no_push)
+    if not a.no_push:
+        check_reachable()
+    elif not st.get("code"):
+        st["code"] = {"ref": f"{user}/{kaggle_code.CODE_SLUG}", "code_sha": kaggle_code.code_hash(kaggle_code.code_files(workdir))}
+    src = data_source(cfg, workdir)
+    a = SimpleNamespace(**{**vars(a), "internet": False, "data_dataset": "", "tune": False, "allow_p100": False,
+                           "weights_dataset": f"{user}/{slugify(f'{run.name}-weights', 6)[:50]}"})
+    problems = _check_inference(cfg, run, a, workdir, st)
+    if problems:
+        raise KaggleError("pre-flight failed, nothing pushed:\n  - " + "\n  - ".join(problems), "fix each item above and push again")
+    slug = slugify(f"{run.name}-infer")[:50]
+    ref, folder = f"{user}/{slug}", Path(workdir) / "kernels" / slug
+    weights = stage_weights(workdir, run, a.weights_dataset)
+    kind = ACCELERATORS[a.accelerator]
+    spec = {"kernel": ref, "mode": "inference", "run_id": run.name, "module": "src.predict", "args": [],
+            "config": f"configs/{Path(cfg.path).name}", "code_dataset": st["code"]["ref"], "code_sha": st["code"]["code_sha"],
+            "data_source": src, "weights": weights_sources(a), "accelerator": a.accelerator,
+            "device": "cuda" if kind == "gpu" else "cpu", "gpu_hint": GPU_HINTS.get(a.accelerator, ""), "internet": False,
+            "modules": MODULES, "folds": None, "fold_plan": None, "keep_cache": False}
+    meta = kernel_metadata(ref, slug.replace("-", " ").title(), a, [st["code"]["ref"], a.weights_dataset], [src["ref"]], docker_pin(a, st))
+    write_kernel(folder, meta, spec)
+    validate_metadata(folder)
+    rec = {"ref": ref, "folder": str(folder), "run_id": run.name, "group": run.name, "folds": None, "config": str(cfg.path),
+           "inference": True, "weights": a.weights_dataset, "accelerator": a.accelerator, "code_sha": st["code"]["code_sha"],
+           "generated": now()}
+    if not a.no_push:
+        rec.update(_push_inference(a, workdir, ref, weights, folder, run.name))
+        st = load_state(workdir)
+        st["kernels"][ref] = rec
+        save_state(workdir, st)
+    return rec
+
+
+def _push_inference(a: SimpleNamespace, workdir: Path, ref: str, weights: Path, folder: Path, run_name: str) -> dict:
+    """Upload the weights dataset and wait until it is ready, then push the kernel; returns the record's push fields."""
+    kaggle_code.ensure_ready(workdir)
+    check_not_running(load_state(workdir), [ref], getattr(a, "force", False))
+    st = load_state(workdir)
+    known = a.weights_dataset in st.setdefault("weights", {})
+    out = kaggle_code._upload(weights, f"weights of run {run_name}", update=known)
+    if "creation error" in out:
+        raise KaggleError(f"weights dataset {a.weights_dataset} not uploaded; the server said: {short(out)}",
+                          "fix what the server names and push again")
+    version = kaggle_code.wait_ready(a.weights_dataset, f"the weights of {run_name}")
+    st["weights"][a.weights_dataset] = {"run_id": run_name, "version": version, "pushed": now()}
+    save_state(workdir, st)
+    acc = ["--accelerator", a.accelerator] if ACCELERATORS[a.accelerator] != "cpu" else []
+    out = kaggle_cli(["kernels", "push", "-p", str(folder), *acc], probe=False)
+    return {"version": parse_push(out, ref), "pushed": now(), "state": "QUEUED"}

@@ -363,8 +363,21 @@ def stage_local(slug: str, spec: dict, data_root: Path, workdir: Path) -> Path:
         data_root = data_root.parent
     where = ["competitions", data["ref"]] if data["kind"] == "competition" else ["datasets", *data["ref"].split("/")]
     _link(data_root, root.joinpath("input", *where))
+    if spec.get("mode") == "inference":
+        stage_weights_local(spec, root, workdir)
     (root / "working").mkdir(parents=True)
     return root
+
+
+def stage_weights_local(spec: dict, root: Path, workdir: Path) -> None:
+    """An inference kernel's weights dataset, mounted as Kaggle unzips it (``weights.zip`` -> ``weights/``)."""
+    for w in spec.get("weights", []):
+        owner, wslug = w["ref"].split("/")
+        staged = Path(workdir) / "cache" / "kaggle" / "weights" / wslug / "weights.zip"
+        if not staged.is_file():
+            raise KaggleError(f"{staged} is missing: the weights of run {spec['run_id']} were never staged here",
+                              f"generate the kernel again: python -m src.kaggle push-inference {spec['run_id']} --no-push")
+        unpack(staged, root / "input" / "datasets" / owner / wslug / "weights")
 
 
 def local_run(slug: str, workdir: Path, import_outputs: bool = True, force: bool = False, timeout: float | None = None,
@@ -395,6 +408,8 @@ def local_run(slug: str, workdir: Path, import_outputs: bool = True, force: bool
         why = read_json(rep).get("error") if rep.is_file() else None
         raise KaggleError(f"kernels/{slug}/run.py failed locally (exit {proc.returncode}): {why or 'see the output above'}",
                           "fix the cause; the kernel would fail the same way on Kaggle")
+    if spec.get("mode") == "inference":  # nothing to import: the kernel's product is submission.csv
+        return root / "working" / "submission.csv"
     if not import_outputs:
         return root / "working"
     rec = {"ref": meta["id"], "run_id": spec["run_id"], "folds": spec["folds"], "config": str(cfg_path)}

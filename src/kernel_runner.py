@@ -431,10 +431,116 @@ def run_parallel(spec: dict, argv: list[str], code_dir: Path, devices: list[str]
     return 1 if failed else 0
 
 
+# ----------------------------------------------------------------------------- inference kernels (code competitions)
+
+
+class NoNetwork(OSError):
+    """Raised by :func:`refuse_network` for every connection attempt of an internet-off kernel."""
+
+
+def refuse_network(attempts: list | None = None) -> None:
+    """Internet off, enforced in this process: every ``socket.connect`` to a network address raises.
+
+    On Kaggle an internet-off kernel has no network at all; a local run (``python -m src.kaggle local``)
+    gets the same semantics here, so a step that would need the internet fails the rehearsal instead of
+    passing it. Attempts are recorded in ``attempts`` (and the kernel report). Unix sockets stay allowed.
+    """
+    import socket
+
+    def refuse(sock, address, *_a):
+        if getattr(sock, "family", None) == getattr(socket, "AF_UNIX", None):
+            return _connect(sock, address)
+        if attempts is not None:
+            attempts.append(str(address))
+        raise NoNetwork(f"internet is off in this kernel: connection to {address} refused")
+
+    _connect = socket.socket.connect
+    socket.socket.connect = refuse  # type: ignore[method-assign]
+    socket.socket.connect_ex = refuse  # type: ignore[method-assign]
+    socket.create_connection = lambda address, *a, **k: refuse(None, address)  # type: ignore[assignment]
+
+
+def find_weights(spec: dict) -> Path:
+    """The folder holding ``runs/<run_id>/`` (and an ensemble's members) from the attached weights dataset."""
+    for src in spec.get("weights") or []:
+        for base in mounts(src["ref"], src["kind"]):
+            hits = sorted(base.rglob(f"runs/{spec['run_id']}/config.json"))
+            if hits:
+                return hits[0].parent.parent.parent
+    raise KernelFailure(f"weights of run {spec['run_id']} are not under {input_dir()} (sources {spec.get('weights')}, input has "
+                        f"{listing()}): push the kernel again with python -m src.kaggle push-inference")
+
+
+def write_submission(spec: dict, config: Path, predictions: Path, out: Path) -> int:
+    """predictions CSV (``path`` + one column per class) -> ``out`` in sample_submission's format, validated.
+
+    Uses the workspace's own code (importable once the code dataset is found): ``src.data`` maps each
+    test file to its id, ``src.submit`` builds and validates the submission exactly as for a local run.
+    """
+    import pandas as pd
+
+    from src.config import load_config
+    from src.data import load_dataset
+    from src.submit import build_submission, validate_submission
+
+    cfg = load_config(config)
+    ds = load_dataset(cfg)
+    if ds.sample_submission is None:
+        raise KernelFailure(f"{spec['config']}: [data] sample_submission is not set; a code competition scores submission.csv")
+    pred = pd.read_csv(predictions)
+    labels = [c for c in pred.columns if c not in ("path", "prediction")]
+    ids = {str(Path(p).resolve()): str(i) for i, p in zip(ds.test["id"], ds.test["path"])}
+    missing = [p for p in pred["path"] if str(Path(p).resolve()) not in ids]
+    if missing:
+        raise KernelFailure(f"{len(missing)} predicted file(s) are not test rows of {spec['config']} (e.g. {missing[:2]})")
+    test_ids = [ids[str(Path(p).resolve())] for p in pred["path"]]
+    classes = list(ds.classes) if cfg.is_classification else labels
+    sub = build_submission(pred[labels].to_numpy(float), test_ids, ds.sample_submission, cfg.data.id_column, classes,
+                           cfg.is_classification)
+    validate_submission(sub, ds.sample_submission, cfg.data.id_column, ds.classes if cfg.is_classification else None)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sub.to_csv(out, index=False)
+    return len(sub)
+
+
+def run_inference(spec: dict, report: Report, code_dir: Path, device: str) -> int:
+    """Predict the (hidden) test audio with the attached run, then write and validate <working>/submission.csv."""
+    cfg = write_config(spec, code_dir, find_data(spec))
+    sys.path.insert(0, str(code_dir))
+    from src.config import load_config
+
+    c = load_config(cfg)
+    if not c.data.test_dir:
+        raise KernelFailure(f"{spec['config']}: [data] test_dir is not set; the kernel cannot find the test audio")
+    test_dir = c.resolve(c.data.test_dir)
+    weights = Path(tempfile.mkdtemp(prefix="ws_predict_"))  # writable workdir; runs/ links to the read-only mount
+    (weights / "runs").symlink_to(find_weights(spec) / "runs", target_is_directory=True)
+    preds = working_dir() / "predictions" / f"{spec['run_id']}.csv"
+    argv = [spec["run_id"], str(test_dir), "--out", str(preds), "--workdir", str(weights), "--device", device, *spec.get("args", [])]
+    print("$ python -m src.predict " + " ".join(argv), flush=True)
+    report.update(status="running", command=["python", "-m", "src.predict", *argv], test_dir=str(test_dir))
+    rc = run_module("src.predict", argv, code_dir)
+    if rc != 0:
+        return rc
+    rows = write_submission(spec, cfg, preds, working_dir() / "submission.csv")
+    print(f"submission.csv: {rows} rows, validated against sample_submission.csv", flush=True)
+    report.update(submission="submission.csv", submission_rows=rows)
+    return 0
+
+
 def run(spec: dict, report: Report) -> int:
     """Every step of the kernel; a failed check raises :class:`KernelFailure`."""
     t0 = time.time()
+    if spec.get("mode") == "inference" and not spec.get("internet"):
+        attempts: list[str] = []
+        refuse_network(attempts)
+        report.update(network="refused", network_attempts=attempts)
     code_dir = find_code(spec)
+    if spec.get("mode") == "inference":
+        check_modules(spec, code_dir)
+        rc = run_inference(spec, report, code_dir, check_gpu(spec, report, is_local()))
+        report.update(status="done" if rc == 0 else "failed", returncode=rc, seconds=round(time.time() - t0, 1), finished=now())
+        return rc
     sys.path.insert(0, str(code_dir))
     check_modules(spec, code_dir)
     device = check_gpu(spec, report, is_local())
