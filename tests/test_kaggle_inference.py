@@ -5,6 +5,7 @@ the competition ``tiny`` is a code competition there (``isKernelsSubmissionsOnly
 of the generated run.py happens with the stand-in as the HTTP proxy in its environment, so any
 request it made would be recorded: the test checks that none was, and that sockets are refused.
 """
+# ruff: noqa: F811
 from __future__ import annotations
 
 import io
@@ -16,57 +17,36 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from fixtures import make_audio_competition
 from kaggle_standin import StandIn
+from test_kaggle import FAST_POLL, SLUG, base_ws, code_snapshot, seed_code  # noqa: F401 - fixtures shared with test_kaggle
 
 from src import kaggle as K
-from src import kaggle_api as api
 from src import kaggle_code as code
 from src import kaggle_kernels as kern
 from src import kaggle_pull as kp
-from src.artifacts import read_json, write_csv
+from src.artifacts import read_json
 from src.errors import KaggleError
 
-SLUG = "tiny"
 RUN = "inf-mlp"
-FAST_POLL = {"interval": 0.01, "factor": 1.5, "max_interval": 0.05, "timeout": 20.0}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def code_snapshot(tmp_path_factory: pytest.TempPathFactory):
-    """A frozen copy of src/ and configs/: the shared tree may change while the tests run."""
-    snap = tmp_path_factory.mktemp("code_snapshot_inf")
-    shutil.copytree(code.REPO / "src", snap / "src", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(code.REPO / "configs", snap / "configs")
-    shutil.copy2(code.REPO / "requirements.txt", snap / "requirements.txt")
-    mp = pytest.MonkeyPatch()
-    mp.setattr(code, "REPO", snap)
-    yield snap
-    mp.undo()
 
 
 @pytest.fixture(scope="module")
-def base_ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """configs/tiny.toml (slug tiny), data/tiny/ with a test folder and sample submission, folds, one trained run."""
+def inf_ws(base_ws: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """test_kaggle's workspace (configs/tiny.toml with slug tiny, data/tiny/ with a test folder and sample
+    submission, folds) plus one trained run to infer with."""
     from src.config import load_config
-    from src.features import prepare
-    from src.folds import fold_path, make_folds
     from src.train import TrainConfig, run_training
 
-    w = tmp_path_factory.mktemp("kaggle_inf_ws")
-    comp = make_audio_competition(w, name="tiny", n_per_class=4, n_test=4)
-    comp.config.write_text(comp.config.read_text().replace('name = "tiny"', f'name = "tiny"\nslug = "{SLUG}"', 1))
-    cfg = load_config(comp.config)
-    folds, _ = make_folds(prepare(cfg, w, workers=1))
-    write_csv(fold_path(cfg, w), folds)
-    run_training(cfg, TrainConfig(model="mlp", epochs=1, run_id=RUN), w)
+    w = tmp_path_factory.mktemp("kaggle_inf") / "ws"
+    shutil.copytree(base_ws, w, symlinks=True)
+    run_training(load_config(w / "configs" / "tiny.toml"), TrainConfig(model="mlp", epochs=1, run_id=RUN), w)
     return w
 
 
 @pytest.fixture
-def ws(base_ws: Path, tmp_path: Path) -> Path:
+def ws(inf_ws: Path, tmp_path: Path) -> Path:
     w = tmp_path / "ws"
-    shutil.copytree(base_ws, w, symlinks=True)
+    shutil.copytree(inf_ws, w, symlinks=True)
     return w
 
 
@@ -83,15 +63,6 @@ def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(code, "READY_POLL", dict(FAST_POLL))
     yield s
     s.stop()
-
-
-def seed_code(ws: Path, server: StandIn) -> None:
-    """State as after ``download`` and ``code``: the code dataset READY on the server and recorded."""
-    _, sha = code.stage_code(ws, code.CODE_SLUG, server.user)
-    ref = f"{server.user}/{code.CODE_SLUG}"
-    seen = {SLUG: {"code_only": True, "checked": api.now()}}
-    api.save_state(ws, {**api.load_state(ws), "code": {"ref": ref, "code_sha": sha, "version": 1, "ready": True}, "competitions": seen})
-    server.seed_dataset(ref)
 
 
 def inference_args(*extra: str) -> object:
