@@ -142,6 +142,15 @@ class WorkspaceConfig:
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self), default=str))
 
+    @classmethod
+    def from_dict(cls, ws: dict[str, Any]) -> WorkspaceConfig:
+        """The inverse of :meth:`to_dict`: a config as a run's config.json recorded it (the TOML file and the data
+        need not exist). Raises KeyError/TypeError/pydantic's ValidationError for a record this version cannot read."""
+        return cls(path=Path(ws.get("path", ".")), competition=CompetitionConfig(**ws["competition"]),
+                   data=DataConfig(**{**ws["data"], "root": Path(ws["data"]["root"])}), audio=AudioConfig(**ws.get("audio", {})),
+                   folds=FoldsConfig(**ws.get("folds", {})), features=FeaturesConfig(**ws.get("features", {})),
+                   train=dict(ws.get("train", {})))
+
 
 def _section(cls: type, raw: Any, section: str, path: Path) -> Any:
     """Validate one section strictly; every problem is named by key and value."""

@@ -122,16 +122,11 @@ def _load_node(art: RunArtifacts, workdir: Path, device: torch.device, batch_siz
 
 
 def workspace_config(ws: dict) -> WorkspaceConfig:
-    """The run's workspace config as its config.json recorded it (the TOML file and the data need not exist here)."""
+    """The run's workspace config as its config.json recorded it; a record this version cannot read is a RunError."""
     from pydantic import ValidationError
 
-    from .config import AudioConfig, CompetitionConfig, DataConfig, FeaturesConfig, FoldsConfig
-
     try:
-        return WorkspaceConfig(path=Path(ws.get("path", ".")), competition=CompetitionConfig(**ws["competition"]),
-                               data=DataConfig(**{**ws["data"], "root": Path(ws["data"]["root"])}), audio=AudioConfig(**ws.get("audio", {})),
-                               folds=FoldsConfig(**ws.get("folds", {})), features=FeaturesConfig(**ws.get("features", {})),
-                               train=dict(ws.get("train", {})))
+        return WorkspaceConfig.from_dict(ws)
     except (KeyError, TypeError, ValidationError) as exc:
         raise RunError(f"the run's recorded workspace config cannot be read by this version ({type(exc).__name__}: {exc})",
                        "re-train the run with this version of the workspace") from None
