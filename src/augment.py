@@ -63,8 +63,11 @@ def spec_augment(x: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
 
 
 def mix_batch(x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, rng: np.random.Generator, n_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """mixup or time-cutmix; returns mixed inputs and soft targets (B, n_classes)."""
-    y_soft = torch.nn.functional.one_hot(y, n_classes).float()
+    """mixup or time-cutmix; returns mixed inputs and soft targets (B, n_classes).
+
+    ``y``: class indices (B,), or a multi-label matrix (B, C) whose mixed target is the lam-weighted mix or, with
+    ``mixup_labels = "max"``, the element-wise max (both sounds are present in the mixture: their union)."""
+    y_soft = y.float() if y.ndim == 2 else torch.nn.functional.one_hot(y, n_classes).float()
     modes = [m for m, a in (("mixup", cfg.mixup_alpha), ("cutmix", cfg.cutmix_alpha)) if a > 0]
     if not modes or len(x) < 2:
         return x, y_soft
@@ -81,6 +84,8 @@ def mix_batch(x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, rng: np.random
         x = x.clone()
         x[..., s:s + w] = x[perm][..., s:s + w]
         lam = 1 - w / T
+    if y.ndim == 2 and cfg.mixup_labels == "max":
+        return x, torch.maximum(y_soft, y_soft[perm])
     return x, lam * y_soft + (1 - lam) * y_soft[perm]
 
 

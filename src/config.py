@@ -29,13 +29,19 @@ from .errors import ConfigError
 
 CLASSIFICATION_METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
 REGRESSION_METRICS = ("spearman", "rmse")
+# multi-label (src.metrics): macro ROC-AUC over classes with positives (BirdCLEF 2024-25), padded cmAP (BirdCLEF 2023),
+# label-weighted label-ranking average precision (Freesound 2019), micro/macro F1 at a 0.5 threshold
+MULTILABEL_METRICS = ("roc_auc", "cmap", "lwlrap", "micro_f1", "macro_f1")
+TASK_METRICS = {"classification": CLASSIFICATION_METRICS, "multilabel": MULTILABEL_METRICS, "regression": REGRESSION_METRICS}
 DATA_KINDS = ("audio", "tabular", "arrays", "images")
 AUDIO_EXTENSIONS = (".wav", ".au", ".flac", ".ogg", ".mp3")
 STRICT = ConfigDict(extra="forbid", strict=True)
 ENV_CONFIG = "AUDIO_WS_CONFIG"
 # Input settings added after runs existed: at this value they change nothing, so they stay out of the data
 # signature (old runs, fold files and studies, recorded without them, stay valid); any other value enters it.
-NEUTRAL_KEYS = {("data", "merge_classes"): {}, ("data", "min_class_count"): 0, ("data", "targets_key"): ""}
+NEUTRAL_KEYS = {("data", "merge_classes"): {}, ("data", "min_class_count"): 0, ("data", "targets_key"): "",
+                ("data", "label_separator"): "", ("data", "secondary_labels_column"): "", ("data", "secondary_weight"): 1.0,
+                ("test", "window_seconds"): None, ("test", "row_id_template"): "{file}_{end}"}
 REMOVED_KEYS = {("data", "label_column"): "the label column is named by [competition] targets = ['<column>']"}
 
 
@@ -43,8 +49,8 @@ REMOVED_KEYS = {("data", "label_column"): "the label column is named by [competi
 class CompetitionConfig:
     name: str
     slug: str = ""
-    task: Literal["classification", "regression"] = "classification"
-    metric: Literal["accuracy", "balanced_accuracy", "macro_f1", "spearman", "rmse"] = "accuracy"
+    task: Literal["classification", "multilabel", "regression"] = "classification"
+    metric: Literal["accuracy", "balanced_accuracy", "macro_f1", "spearman", "rmse", "roc_auc", "cmap", "lwlrap", "micro_f1"] = "accuracy"
     targets: list[str] = field(default_factory=lambda: ["label"])
 
 
@@ -72,6 +78,12 @@ class DataConfig:
     # classification: merge classes ({"rock_metal" = ["rock", "metal"]}), then drop classes with fewer training rows
     merge_classes: dict[str, list[str]] = field(default_factory=dict)
     min_class_count: NonNegativeInt = 0  # 0: keep every class
+    # multilabel: one target column holding several labels split on label_separator ("Bark,Walk"), and/or
+    # BirdCLEF's primary + secondary labels (a Python-list string "['a', 'b']") weighted secondary_weight;
+    # or several 0/1 target columns, one per class
+    label_separator: str = ""
+    secondary_labels_column: str = ""
+    secondary_weight: float = 1.0
     on_corrupt: Literal["error", "skip"] = "error"  # skip: skipped files are listed in the run (skipped files are listed in the run)
     # tabular: CSV with numeric feature columns
     train_csv: str = ""
@@ -118,6 +130,14 @@ class FeaturesConfig:
         default_factory=lambda: ["mfcc_stats", "chroma_stats"])
 
 
+@dataclass(config=STRICT)
+class TestConfig:
+    # long test files (soundscapes) predicted per window: one submission row per window, id from the template
+    # ({file}: file stem, {end}/{start}: window end/start in whole seconds, {index}: window number from 0)
+    window_seconds: PositiveFloat | None = None
+    row_id_template: str = "{file}_{end}"
+
+
 @dataclasses.dataclass
 class WorkspaceConfig:
     path: Path
@@ -127,14 +147,29 @@ class WorkspaceConfig:
     folds: FoldsConfig
     features: FeaturesConfig
     train: dict[str, Any] = field(default_factory=dict)  # [train]: validated TrainConfig overrides
+    test: TestConfig = field(default_factory=TestConfig)
 
     @property
     def name(self) -> str:
         return self.competition.name
 
     @property
+    def task(self) -> str:
+        return self.competition.task
+
+    @property
     def is_classification(self) -> bool:
+        """Single-label classification (softmax over classes)."""
         return self.competition.task == "classification"
+
+    @property
+    def is_multilabel(self) -> bool:
+        return self.competition.task == "multilabel"
+
+    @property
+    def has_classes(self) -> bool:
+        """Predictions are one probability per class (single- or multi-label), not target values."""
+        return self.competition.task != "regression"
 
     def resolve(self, rel: str) -> Path:
         return (self.data.root / rel) if rel else self.data.root
@@ -149,7 +184,7 @@ class WorkspaceConfig:
         return cls(path=Path(ws.get("path", ".")), competition=CompetitionConfig(**ws["competition"]),
                    data=DataConfig(**{**ws["data"], "root": Path(ws["data"]["root"])}), audio=AudioConfig(**ws.get("audio", {})),
                    folds=FoldsConfig(**ws.get("folds", {})), features=FeaturesConfig(**ws.get("features", {})),
-                   train=dict(ws.get("train", {})))
+                   train=dict(ws.get("train", {})), test=TestConfig(**ws.get("test", {})))
 
 
 def _section(cls: type, raw: Any, section: str, path: Path) -> Any:
@@ -202,7 +237,7 @@ def load_config(path: str | Path | None, workdir: str | Path = ".") -> Workspace
     for req in ("competition", "data"):
         if req not in raw:
             raise ConfigError(f"{path}: missing section [{req}]", "see configs/kaggle_example.toml for every key")
-    allowed = {"competition", "data", "audio", "folds", "features", "train"}
+    allowed = {"competition", "data", "audio", "folds", "features", "train", "test"}
     extra = sorted(set(raw) - allowed)
     if extra:
         raise ConfigError(f"{path}: unknown section(s) {extra}", f"valid sections: {sorted(allowed)}")
@@ -222,6 +257,7 @@ def load_config(path: str | Path | None, workdir: str | Path = ".") -> Workspace
         folds=_section(FoldsConfig, raw.get("folds", {}), "folds", path),
         features=_section(FeaturesConfig, raw.get("features", {}), "features", path),
         train=train,
+        test=_section(TestConfig, raw.get("test", {}), "test", path),
     )
     validate(cfg)
     return cfg
@@ -229,7 +265,7 @@ def load_config(path: str | Path | None, workdir: str | Path = ".") -> Workspace
 
 def data_signature(workspace: dict[str, Any]) -> dict[str, Any]:
     """The parts of a (JSON) workspace config that define the inputs; paths are left out (moving data is harmless)."""
-    out = {s: dict(workspace.get(s, {})) for s in ("competition", "data", "audio", "features")}
+    out = {s: dict(workspace.get(s, {})) for s in ("competition", "data", "audio", "features", "test")}
     for sec in out.values():
         for k in [k for k in sec if k in ("root", "path") or k.endswith(("_dir", "_csv", "_path"))]:
             sec.pop(k)
@@ -257,16 +293,18 @@ def _check_path(cfg: WorkspaceConfig, key: str, rel: str, want_dir: bool) -> Non
 
 def validate(cfg: WorkspaceConfig) -> None:
     c, d, p = cfg.competition, cfg.data, cfg.path
-    valid = CLASSIFICATION_METRICS if c.task == "classification" else REGRESSION_METRICS
+    valid = TASK_METRICS[c.task]
     if c.metric not in valid:
         raise ConfigError(f"{p}: [competition] metric = {c.metric!r} is unknown for {c.task}; expected one of {list(valid)}")
     if not c.targets:
         raise ConfigError(f"{p}: [competition] targets must name at least one column")
     if c.task == "classification" and len(c.targets) != 1:
-        raise ConfigError(f"{p}: [competition] classification takes exactly one target column, got {c.targets}")
+        raise ConfigError(f"{p}: [competition] classification takes exactly one target column, got {c.targets}",
+                          "several labels per clip: task = 'multilabel' (one column per class, or one column with label_separator)")
     if c.task != "classification" and (d.merge_classes or d.min_class_count):
         raise ConfigError(f"{p}: [data] merge_classes / min_class_count apply to classification only; this task is {c.task}",
                           "remove them from [data]")
+    _check_multilabel_keys(cfg)
     if not d.root.is_dir():
         raise ConfigError(f"{p}: [data] root: folder {d.root} does not exist",
                           "download the data or fix the path (relative paths are relative to the config file)")
@@ -310,3 +348,26 @@ def _check_targets_csv(cfg: WorkspaceConfig) -> None:
         raise ConfigError(f"{p}: [data] targets_csv and targets_key go together (got targets_csv = {d.targets_csv!r}, "
                           f"targets_key = {d.targets_key!r})", "name the CSV and its key column, e.g. targets_key = 'filename'")
     _check_path(cfg, "targets_csv", d.targets_csv, False)
+
+
+def _check_multilabel_keys(cfg: WorkspaceConfig) -> None:
+    """The multi-label keys apply to ``task = "multilabel"`` with one label column; 0/1 columns need none of them."""
+    c, d, p = cfg.competition, cfg.data, cfg.path
+    given = [k for k, v in (("label_separator", d.label_separator), ("secondary_labels_column", d.secondary_labels_column),
+                            ("secondary_weight", d.secondary_weight != 1.0)) if v]
+    if given and c.task != "multilabel":
+        raise ConfigError(f"{p}: [data] {', '.join(given)} apply to task = 'multilabel'; this task is {c.task}",
+                          "remove them, or set [competition] task = 'multilabel'")
+    if given and len(c.targets) > 1:
+        raise ConfigError(f"{p}: [data] {', '.join(given)} apply to one label column; [competition] targets names "
+                          f"{len(c.targets)} (0/1 columns, one per class)", "remove them, or name the one label column")
+    if "secondary_weight" in given and not d.secondary_labels_column:
+        raise ConfigError(f"{p}: [data] secondary_weight is set but no secondary_labels_column", "name the column, e.g. 'secondary_labels'")
+    if not 0.0 <= d.secondary_weight <= 1.0:
+        raise ConfigError(f"{p}: [data] secondary_weight = {d.secondary_weight}: must be in [0, 1]",
+                          "0.5 is common: a secondary label is a weaker target than the primary one")
+    if c.task == "multilabel" and d.kind not in ("audio", "images", "tabular"):
+        raise ConfigError(f"{p}: task = 'multilabel' needs labels in a CSV; [data] kind = {d.kind!r} has one label per item",
+                          "use kind = 'audio' with a manifest")
+    if cfg.test.window_seconds is not None and d.kind != "audio":
+        raise ConfigError(f"{p}: [test] window_seconds applies to audio test files; kind is {d.kind!r}", "remove it")

@@ -63,12 +63,16 @@ class Dataset:
     source: dict[str, Path] = field(default_factory=dict)  # split -> the CSV its rows came from (for line numbers)
     # [data] merge_classes / min_class_count: training rows per class before and after, what was merged and dropped
     class_changes: dict = field(default_factory=dict)
+    # multilabel: split -> (n_rows, n_classes) float32 label matrix (src.multilabel)
+    label_matrix: dict[str, np.ndarray] = field(default_factory=dict)
 
     def frame(self, split: str) -> pd.DataFrame:
         return getattr(self, split)
 
     def labels(self, split: str = "train") -> np.ndarray:
-        """Integer class indices (classification) or float targets (regression)."""
+        """Integer class indices (classification), the (n, C) label matrix (multilabel) or float targets (regression)."""
+        if self.label_matrix:
+            return self.label_matrix.get(split, np.zeros((0, len(self.classes)), np.float32))
         df = self.frame(split)
         if self.classes:
             idx = {c: i for i, c in enumerate(self.classes)}
@@ -304,10 +308,10 @@ def _join_targets(cfg: WorkspaceConfig, train: pd.DataFrame, path: Path) -> pd.D
 def _check_target_cells(cfg: WorkspaceConfig, rows: pd.DataFrame, path: Path, key: str, targets: list[str]) -> None:
     """An empty target cell (or, for regression, a non-numeric one) in the joined rows, named by CSV line, key and column."""
     cells = rows[targets]
-    bad = cells.isna() if cfg.is_classification else cells.apply(pd.to_numeric, errors="coerce").isna()
+    bad = cells.isna() if cfg.has_classes else cells.apply(pd.to_numeric, errors="coerce").isna()
     if bad.to_numpy().any():
         r, c = np.argwhere(bad.to_numpy())[0]
-        what = "is empty" if cfg.is_classification else "is not a number"
+        what = "is empty" if cfg.has_classes else "is not a number"
         raise DataError(f"{path} line {int(rows.index[r]) + 2} (key {rows[key].iloc[r]!r}), column {targets[c]!r}: "
                         f"{cells.iloc[r, c]!r} {what} ({int(bad.to_numpy().sum())} such cell(s) in the training rows)",
                         "fix or fill the cell(s), or remove those files")
@@ -523,6 +527,8 @@ def _check(cfg: WorkspaceConfig, ds: Dataset) -> None:
         raise DataError(f"{cfg.path}: the training split is empty")
     if cfg.is_classification:
         _check_classes(cfg, ds)
+    elif cfg.is_multilabel:
+        _check_multilabel(cfg, ds)
     else:
         for split in ("train", "holdout"):
             df = ds.frame(split)
@@ -532,6 +538,19 @@ def _check(cfg: WorkspaceConfig, ds: Dataset) -> None:
                     raise DataError(f"{split}: regression target(s) {ds.targets} contain missing or non-numeric values")
     if ds.sample_submission is not None and len(ds.test):
         _check_test_ids(cfg, ds)
+
+
+def _check_multilabel(cfg: WorkspaceConfig, ds: Dataset) -> None:
+    """The label matrix of every labelled split; the class list comes from the training rows (or [data] classes)."""
+    from .multilabel import label_matrix
+
+    Y, ds.classes = label_matrix(cfg, ds.train, ds.classes, ds.source.get("train"))
+    ds.label_matrix = {"train": Y}
+    if len(ds.holdout) and all(t in ds.holdout for t in ds.targets):
+        ds.label_matrix["holdout"] = label_matrix(cfg, ds.holdout, ds.classes, ds.source.get("holdout"))[0]
+    absent = [c for c, n in zip(ds.classes, (Y > 0).sum(0)) if n == 0]
+    if absent:
+        log.warning("class(es) %s of [data] classes have no positive training row: they cannot be learned", absent[:10])
 
 
 def _check_classes(cfg: WorkspaceConfig, ds: Dataset) -> None:

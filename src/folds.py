@@ -105,9 +105,58 @@ def audit_vectors(prep: Any, ids: pd.Series) -> np.ndarray | None:
     return out
 
 
+def assign_folds_multilabel(Y: np.ndarray, groups: np.ndarray, n_splits: int, seed: int) -> np.ndarray:
+    """Iterative stratification (Sechidis et al. 2011) over groups, for multi-label rows.
+
+    Each fold should receive 1/k of every class's positives. Repeatedly take the class with the fewest
+    positives not yet placed; place each unplaced group holding it (seeded random order) in the fold that
+    still wants the most of that class (ties: the fold that wants the most rows, then at random). Groups
+    without positives fill the folds that want the most rows. A group is never split.
+    """
+    check_fold_counts(n_splits)
+    rng = np.random.default_rng(seed)
+    g_codes, g = np.unique(groups, return_inverse=True)
+    n_grp = len(g_codes)
+    if n_grp < n_splits:
+        raise FoldError(f"only {n_grp} groups for {n_splits} folds: lower [folds] n_splits")
+    pos = np.zeros((n_grp, Y.shape[1]), dtype=np.int64)
+    np.add.at(pos, g, (Y > 0).astype(np.int64))
+    size = np.bincount(g, minlength=n_grp).astype(float)
+    want = np.tile(pos.sum(0) / n_splits, (n_splits, 1)).astype(float)  # (k, C) positives each fold still wants
+    want_rows = np.full(n_splits, len(g) / n_splits)
+    group_fold = np.full(n_grp, -1)
+    left = pos.copy()
+    while (left.sum(0) > 0).any():
+        counts = left.sum(0).astype(float)
+        c = int(np.argmin(np.where(counts > 0, counts, np.inf)))
+        for gi in rng.permutation(np.flatnonzero(left[:, c] > 0)):
+            f = np.lexsort((rng.random(n_splits), -want_rows, -want[:, c]))[0]
+            group_fold[gi], left[gi] = f, 0
+            want[f] -= pos[gi]
+            want_rows[f] -= size[gi]
+    for gi in rng.permutation(np.flatnonzero(group_fold < 0)):
+        f = np.lexsort((rng.random(n_splits), -want_rows))[0]
+        group_fold[gi] = f
+        want_rows[f] -= size[gi]
+    return group_fold[g]
+
+
+def fold_labels(prep: Any) -> np.ndarray:
+    """The fold file's ``label`` column for a prepared dataset (see :func:`strata`)."""
+    cfg, ds = prep.cfg, prep.ds
+    if cfg.is_multilabel:
+        from .multilabel import label_strings
+
+        return label_strings(ds.labels("train"), ds.classes)
+    return strata(cfg, ds.train[ds.targets[0]] if cfg.is_classification else ds.train[ds.targets])
+
+
 def strata(cfg: WorkspaceConfig, values: Any) -> np.ndarray:
-    """What the folds stratify on and the fold file's ``label`` column holds: the class (classification)
-    or the quantile bin of the first target (regression), so load_folds can recompute and compare it."""
+    """What the folds stratify on and the fold file's ``label`` column holds: the class (classification),
+    the positive classes joined by ``|`` (multilabel: given as such by :func:`fold_labels`) or the quantile
+    bin of the first target (regression), so load_folds can recompute and compare it."""
+    if cfg.is_multilabel:
+        return np.asarray(values).astype(str)
     if cfg.is_classification:
         return pd.Series(np.asarray(values).reshape(len(values), -1)[:, 0]).astype(str).to_numpy()
     return _bin_targets(np.asarray(values, dtype=np.float64).reshape(len(values), -1))
@@ -126,7 +175,7 @@ def make_folds(prep: Any, n_splits: int | None = None, n_repeats: int | None = N
     check_fold_counts(n_splits, n_repeats)
     df = prep.ds.train
     target = prep.ds.targets[0]
-    labels = strata(cfg, df[target] if cfg.is_classification else df[prep.ds.targets])
+    labels = fold_labels(prep)
     groups = df["group"].astype(str).to_numpy()
     report: dict = {"group_source": cfg.data.group_column or cfg.data.group_pattern or "id", "duplicates": []}
     if fc.dedup:
@@ -135,9 +184,16 @@ def make_folds(prep: Any, n_splits: int | None = None, n_repeats: int | None = N
             groups, report["duplicates"] = _merge_duplicates(df, groups, X, fc.dedup_tolerance, target)
     out = pd.DataFrame({"id": df["id"], "label": labels, "group": groups})
     for r in range(n_repeats):
-        out["fold" if r == 0 else f"fold_r{r}"] = assign_folds(labels, groups, n_splits, seed + r)
+        col = "fold" if r == 0 else f"fold_r{r}"
+        if cfg.is_multilabel:
+            out[col] = assign_folds_multilabel(prep.ds.labels("train"), groups, n_splits, seed + r)
+        else:
+            out[col] = assign_folds(labels, groups, n_splits, seed + r)
     report.update(n_splits=n_splits, n_repeats=n_repeats, seed=seed, n_rows=len(out), n_groups=int(pd.Series(groups).nunique()))
-    report["class_counts"], report["warnings"] = class_coverage(out, n_splits, "class" if cfg.is_classification else "target bin")
+    if cfg.is_multilabel:
+        report["class_counts"], report["warnings"] = positive_coverage(out, prep.ds.labels("train"), prep.ds.classes, n_splits)
+    else:
+        report["class_counts"], report["warnings"] = class_coverage(out, n_splits, "class" if cfg.is_classification else "target bin")
     for w in report["warnings"]:
         log.warning("%s", w)
     return out, report
@@ -158,6 +214,28 @@ def class_coverage(folds: pd.DataFrame, n_splits: int, what: str = "class") -> t
                 n_groups = folds.loc[folds["label"] == c, "group"].nunique()
                 warnings.append(f"{what} {c!r} ({sum(row)} rows in {n_groups} group(s)) is absent from validation fold(s) "
                                 f"{missing} of column {col!r}: lower --n-splits or collect more {c!r} rows")
+    return counts, warnings
+
+
+def positive_coverage(folds: pd.DataFrame, Y: np.ndarray, classes: list[str], n_splits: int) -> tuple[dict, list[str]]:
+    """Multilabel: positive rows of each class in each validation fold, per fold column; a warning for every class
+    absent from a validation fold although it has positives in at least k groups (fewer cannot reach every fold)."""
+    pos = Y > 0
+    counts: dict[str, dict[str, list[int]]] = {}
+    warnings: list[str] = []
+    for col in fold_columns(folds):
+        f = folds[col].to_numpy()
+        table = np.stack([pos[f == k].sum(0) for k in range(n_splits)], axis=1)  # (C, k)
+        counts[col] = {c: [int(v) for v in row] for c, row in zip(classes, table)}
+        for j, c in enumerate(classes):
+            missing = [k for k in range(n_splits) if table[j, k] == 0]
+            n_groups = folds.loc[pos[:, j], "group"].nunique()
+            if missing and n_groups >= n_splits:
+                warnings.append(f"class {c!r} ({int(pos[:, j].sum())} positive rows in {n_groups} group(s)) is absent from "
+                                f"validation fold(s) {missing} of column {col!r}")
+            elif missing and pos[:, j].any():
+                warnings.append(f"class {c!r} has positives in only {n_groups} group(s), fewer than {n_splits} folds: absent from "
+                                f"validation fold(s) {missing} of column {col!r} (its per-fold ROC-AUC is undefined there)")
     return counts, warnings
 
 
@@ -313,7 +391,7 @@ def _label_changes(cfg: WorkspaceConfig, folds: pd.DataFrame, labels: Any) -> li
     diff = np.flatnonzero(old != now)
     if not diff.size:
         return []
-    what = "label" if cfg.is_classification else "target bin"
+    what = "label" if cfg.has_classes else "target bin"
     ex = ", ".join(f"line {r + 2} id {folds['id'].iloc[r]!r}: {str(old[r])!r} in the file, {str(now[r])!r} in the data"
                    for r in diff[:3])
     return [f"{diff.size} of {len(folds)} row(s) have another {what} in the data (e.g. {ex})"]
@@ -341,7 +419,8 @@ def _group_changes(folds: pd.DataFrame, groups: Any) -> list[str]:
 def load_folds_for(prep: Any, workdir: str | Path = ".", path: str | Path | None = None) -> tuple[pd.DataFrame, str]:
     """:func:`load_folds` for a prepared dataset with every staleness check on: ids, order, labels and groups."""
     ds = prep.ds
-    return load_folds(prep.cfg, ds.train["id"], workdir, path, labels=ds.train[ds.targets[0]], groups=ds.train["group"])
+    labels = fold_labels(prep) if prep.cfg.is_multilabel else ds.train[ds.targets[0]]
+    return load_folds(prep.cfg, ds.train["id"], workdir, path, labels=labels, groups=ds.train["group"])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -368,7 +447,8 @@ def main(argv: list[str] | None = None) -> None:
     write_csv(path, folds)
     report["sha256"] = file_sha256(path)
     write_json(path.with_suffix(".json"), report)
-    table = pd.crosstab(folds["label"], folds["fold"])
+    table = (pd.DataFrame(report["class_counts"]["fold"]).T.rename_axis("positives of class / fold") if cfg.is_multilabel
+             else pd.crosstab(folds["label"], folds["fold"]))
     print(f"{path}: {len(folds)} rows, {report['n_groups']} groups, {len(report['duplicates'])} duplicate set(s), "
           f"{len(report['warnings'])} warning(s) (see {path.with_suffix('.json').name})\n{table}")
 

@@ -61,9 +61,9 @@ def autocast(device: torch.device, tc: TrainConfig):
     return torch.autocast("cuda", dtype=dtype)
 
 
-def batches(n: int, batch_size: int, rng: np.random.Generator | None):
-    """Index batches, shuffled with ``rng`` (training) or in order (evaluation)."""
-    idx = rng.permutation(n) if rng is not None else np.arange(n)
+def batches(n: int, batch_size: int, rng: np.random.Generator | None, order: np.ndarray | None = None):
+    """Index batches of ``order`` (class-balanced draws), else shuffled with ``rng`` (training) or in order (evaluation)."""
+    idx = order if order is not None else rng.permutation(n) if rng is not None else np.arange(n)
     for s in range(0, n, batch_size):
         yield idx[s:s + batch_size]
 
@@ -84,17 +84,23 @@ def predict(model: nn.Module, X: np.ndarray, tc: TrainConfig, device: torch.devi
     return torch.cat(outs).numpy() if outs else np.zeros((0, 1), np.float32)
 
 
-def decode(model: Wrapped, out: np.ndarray, classification: bool) -> np.ndarray:
-    """Logits -> probabilities, or standardised regression outputs -> target units."""
-    if classification:
+def decode(model: Wrapped, out: np.ndarray, task: str) -> np.ndarray:
+    """Logits -> class probabilities (softmax) or per-class probabilities (multilabel: sigmoid), or standardised
+    regression outputs -> target units."""
+    if task == "classification":
         return torch.softmax(torch.from_numpy(out), dim=1).numpy()
+    if task == "multilabel":
+        return torch.sigmoid(torch.from_numpy(out)).numpy()
     return out * model.y_std.cpu().numpy() + model.y_mean.cpu().numpy()
 
 
-def aggregate(item_pred: np.ndarray, item_row: np.ndarray, n_rows: int, fill: np.ndarray, how: str = "mean") -> np.ndarray:
+def aggregate(item_pred: np.ndarray, item_row: np.ndarray, n_rows: int, fill: np.ndarray, how: str = "mean",
+              normalise: bool = True) -> np.ndarray:
     """Segment (item) predictions -> one per row (clip); rows without items get ``fill``.
 
-    ``mean`` of probabilities (default), ``max`` (renormalised), or ``logmean`` (geometric mean).
+    ``mean`` of probabilities (default), ``max`` or ``logmean`` (geometric mean); the last two are renormalised
+    to sum to one unless ``normalise`` is False (multi-label probabilities are independent per class: the max
+    over segments says "the class occurs somewhere in the clip").
     """
     cnt = np.bincount(item_row, minlength=n_rows).astype(np.float64)
     out = np.zeros((n_rows, item_pred.shape[1]), dtype=np.float64)
@@ -102,16 +108,16 @@ def aggregate(item_pred: np.ndarray, item_row: np.ndarray, n_rows: int, fill: np
         out[:] = -np.inf
         np.maximum.at(out, item_row, item_pred)
         out = np.where(np.isfinite(out), out, 0.0)
-        out = out / np.maximum(out.sum(1, keepdims=True), 1e-12)
     elif how == "logmean":
         np.add.at(out, item_row, np.log(np.clip(item_pred, 1e-12, None)))
         out = np.exp(out / np.maximum(cnt, 1)[:, None])
-        out = out / np.maximum(out.sum(1, keepdims=True), 1e-12)
     elif how == "mean":
         np.add.at(out, item_row, item_pred)
         out = out / np.maximum(cnt, 1)[:, None]
     else:
         raise ValueError(f"aggregate {how!r}: expected mean | max | logmean")
+    if normalise and how != "mean":
+        out = out / np.maximum(out.sum(1, keepdims=True), 1e-12)
     out[cnt == 0] = fill
     return out.astype(np.float32)
 

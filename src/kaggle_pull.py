@@ -236,7 +236,7 @@ def merge_folds(parts: list[Path], run_id: str, config: Path, workdir: Path, for
     cfg = load_config(config)
     ds = load_dataset(cfg)
     ds.skipped = skipped
-    finalize(dest, ds, cfg.is_classification, folds, ref["train"].get("metric") or cfg.competition.metric)
+    finalize(dest, ds, cfg.task, folds, ref["train"].get("metric") or cfg.competition.metric)
     return dest
 
 

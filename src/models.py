@@ -40,7 +40,7 @@ class ModelSpec:
     space: Callable[[Any], dict[str, Any]] | None = None
     transfer: bool = False  # a pretrained backbone with layer groups: freezing and layer decay apply
     kind: str = "torch"  # "torch": trained by gradient descent in src.train; "sklearn": a scikit-learn estimator (src.heads)
-    tasks: tuple[str, ...] = ("classification", "regression")
+    tasks: tuple[str, ...] = ("classification", "multilabel", "regression")
     normalize: bool = True  # standardise inputs with training-fold statistics (False: the net normalises itself)
     recipe: str = "logmel"  # spectrogram recipe of the feature cache: "logmel" ([audio] of the config) or a model family's own
 

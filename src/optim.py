@@ -80,10 +80,37 @@ class Step:
     sched: Any = None
     per_step: bool = False
     scaler: Any = None
-    n_classes: int = 0  # > 0: classification (mixup makes soft targets)
+    n_classes: int = 0  # > 0: classification or multilabel (mixup makes soft targets)
+    multilabel: bool = False
 
 
-def optimisation(model: Wrapped, tc: TrainConfig, n_train: int, classification: bool, n_out: int, device: torch.device):
+class MultilabelLoss(nn.Module):
+    """BCE-with-logits, or torchvision's sigmoid focal loss (alpha 0.25, ``gamma``), on soft (B, C) targets."""
+
+    def __init__(self, kind: str, gamma: float = 2.0):
+        super().__init__()
+        if kind not in ("bce", "focal"):
+            raise ValueError(f"multilabel loss {kind!r}: expected 'bce' or 'focal'")
+        self.kind, self.gamma = kind, gamma
+
+    def forward(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.kind == "focal":
+            from torchvision.ops import sigmoid_focal_loss
+
+            return sigmoid_focal_loss(out, y, alpha=0.25, gamma=self.gamma, reduction="mean")
+        return nn.functional.binary_cross_entropy_with_logits(out, y)
+
+
+def make_loss(tc: TrainConfig, task: str, n_out: int) -> nn.Module:
+    """The training loss of a task: cross-entropy (with label smoothing), BCE/focal, or weighted MSE/L1."""
+    if task == "classification":
+        return nn.CrossEntropyLoss(label_smoothing=tc.label_smoothing)
+    if task == "multilabel":
+        return MultilabelLoss(tc.multilabel_loss, tc.focal_gamma)  # label smoothing is applied to the targets
+    return RegressionLoss(tc.loss, tc.task_weights, n_out)
+
+
+def optimisation(model: Wrapped, tc: TrainConfig, n_train: int, task: str, n_out: int, device: torch.device):
     """Optimizer (with discriminative LR groups for pretrained backbones), scheduler, loss, freezer."""
     freezer = None
     if get_spec(tc.model).transfer:
@@ -98,6 +125,5 @@ def optimisation(model: Wrapped, tc: TrainConfig, n_train: int, classification: 
     opt = make_optimizer(groups, tc)
     steps = max(1, -(-n_train // tc.batch_size))
     sched, per_step = make_scheduler(opt, tc, steps)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=tc.label_smoothing) if classification else RegressionLoss(tc.loss, tc.task_weights, n_out)
     scaler = torch.amp.GradScaler("cuda") if (device.type == "cuda" and tc.amp and not torch.cuda.is_bf16_supported()) else None
-    return Step(opt, loss_fn, sched, per_step, scaler, n_out if classification else 0), freezer
+    return Step(opt, make_loss(tc, task, n_out), sched, per_step, scaler, n_out if task != "regression" else 0, task == "multilabel"), freezer

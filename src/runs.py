@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from .artifacts import file_sha256, read_json, stable_hash, write_json, write_npy
 from .errors import EnsembleError, RunError, WorkspaceError
@@ -93,9 +94,9 @@ class RunFolder:
         return any(self.done(int(k)) for k in self.status)
 
 
-def finalize(root: Path, ds: Any, classification: bool, folds: list[int], metric: str, plots: bool = True) -> dict:
+def finalize(root: Path, ds: Any, task: str, folds: list[int], metric: str, plots: bool = True) -> dict:
     """Assemble oof/test/holdout from the per-fold files of ``folds``; write metrics.json (and plots)."""
-    n_out = len(ds.classes) if classification else len(ds.targets)
+    n_out = len(ds.classes) if task != "regression" else len(ds.targets)
     oof = np.full((len(ds.train), n_out), np.nan, dtype=np.float32)
     tests, holdouts, per_fold, histories = [], [], {}, {}
     for k in folds:
@@ -111,20 +112,33 @@ def finalize(root: Path, ds: Any, classification: bool, folds: list[int], metric
     have = ~np.isnan(oof).any(1)
     metrics = {"metric": metric, "level": "clip", "level_note": "scores are per row (clip); segment_accuracy is per segment",
                "folds": per_fold, "folds_done": folds, **fold_summary(per_fold),
-               "oof": compute_metrics(classification, y[have], oof[have], ds.targets), "skipped": ds.skipped}
+               "oof": compute_metrics(task, y[have], oof[have], ds.targets), "skipped": ds.skipped}
+    if task == "multilabel" and have.any():
+        metrics["oof_thresholds"] = oof_thresholds(y[have], oof[have])
     if len(ds.holdout):
         hold = np.mean(holdouts, axis=0).astype(np.float32)
         write_npy(root / "holdout.npy", hold)
-        metrics["holdout"] = compute_metrics(classification, ds.labels("holdout"), hold, ds.targets)
+        metrics["holdout"] = compute_metrics(task, ds.labels("holdout"), hold, ds.targets)
     metrics["history"] = {str(k): h for k, h in histories.items()}
     write_json(root / "metrics.json", metrics)
     if plots:
         from .plots import plot_confusion, plot_curves
 
         plot_curves({str(k): h for k, h in histories.items()}, metric, root / "curves.png")
-        if classification:
+        if task == "classification":
             plot_confusion(y[have], oof[have].argmax(1), ds.classes, root / "confusion.png")
     return metrics
+
+
+def oof_thresholds(Y: np.ndarray, P: np.ndarray) -> dict[str, dict[str, float]]:
+    """Multilabel: the threshold maximising micro/macro F1 on the OOF predictions, with that (optimistic) F1."""
+    from .metrics import tune_threshold
+
+    out = {}
+    for average in ("micro", "macro"):
+        t, f1 = tune_threshold(Y, P, average)
+        out[f"{average}_f1"] = {"threshold": t, "f1": f1, "note": "tuned on these OOF predictions: optimistic"}
+    return out
 
 
 def fold_summary(per_fold: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
@@ -213,9 +227,11 @@ def load_fold_table(run: RunArtifacts, workdir: str | Path = ".") -> tuple[np.nd
     path = fold_file_path(run, workdir)
     col = run.config.get("fold_column", "fold")
     folds = read_fold_file(path, columns=[col])
-    if run.config["task"] != "classification":
+    if run.config["task"] == "regression":
         raise EnsembleError("regression runs cannot be scored from the fold file alone (it holds no targets)",
                             "compare or ensemble classification runs; regression scores are in each run's metrics.json")
+    if run.config["task"] == "multilabel":
+        return _multilabel_truth(folds["label"], run, path), folds[col].to_numpy()
     idx = {c: i for i, c in enumerate(run.config["classes"])}
     y = folds["label"].astype(str).map(idx)
     if y.isna().any():
@@ -223,3 +239,18 @@ def load_fold_table(run: RunArtifacts, workdir: str | Path = ".") -> tuple[np.nd
         raise EnsembleError(f"{path}: label(s) {bad} are not in run {run.name}'s class list {run.config['classes']}",
                             "the fold file was made for other data: re-train the run on the current fold file")
     return y.to_numpy(int), folds[col].to_numpy()
+
+
+def _multilabel_truth(labels: pd.Series, run: RunArtifacts, path: Path) -> np.ndarray:
+    """(n_rows, C) 0/1 truth from the fold file's ``a|b`` label column (secondary weights count as positives)."""
+    from .multilabel import JOIN
+
+    idx = {c: i for i, c in enumerate(run.config["classes"])}
+    Y = np.zeros((len(labels), len(idx)), dtype=np.float32)
+    for r, text in enumerate(labels.fillna("").astype(str)):
+        for name in filter(None, text.split(JOIN)):
+            if name not in idx:
+                raise EnsembleError(f"{path} line {r + 2}: label {name!r} is not in run {run.name}'s class list",
+                                    "the fold file was made for other data: re-train the run on the current fold file")
+            Y[r, idx[name]] = 1.0
+    return Y

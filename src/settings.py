@@ -27,9 +27,10 @@ from pydantic.dataclasses import dataclass
 
 from .errors import ConfigError
 
-METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "spearman", "rmse")
+METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "spearman", "rmse", "roc_auc", "cmap", "lwlrap", "micro_f1")
 # applies-to tags: which models a setting does something for (see src.models.ModelSpec)
 SPEC, TRANSFER, CLASSIFICATION, REGRESSION = "spectrogram models", "pretrained backbones", "classification", "regression"
+MULTILABEL = "multilabel"  # a multi-label task has CLASSIFICATION's capabilities too (classes, mixup, smoothing)
 NEURAL = "gradient-trained models"  # not the scikit-learn heads (logreg, svm, ridge)
 
 
@@ -58,14 +59,21 @@ class TrainConfig:
     gamma: float = setting(0.5, "step / plateau decay factor", NEURAL)
     grad_clip: float = setting(0.0, "maximum gradient norm (0: off)", NEURAL)
     patience: int = setting(8, "early stopping: epochs without improvement of the metric", NEURAL)
-    label_smoothing: float = setting(0.0, "label smoothing of the cross-entropy", CLASSIFICATION, NEURAL)
+    label_smoothing: float = setting(0.0, "label smoothing of the cross-entropy (multilabel: targets y(1-e) + e/2)", CLASSIFICATION, NEURAL)
+    multilabel_loss: Literal["bce", "focal"] = setting("bce", "multilabel loss: BCE-with-logits, or sigmoid focal loss "
+                                                       "(torchvision's, alpha 0.25)", MULTILABEL, NEURAL)
+    focal_gamma: float = setting(2.0, "focal loss focusing parameter gamma", MULTILABEL, NEURAL)
+    mixup_labels: Literal["mix", "max"] = setting("mix", "mixup/cutmix targets: lam-weighted mix, or the element-wise max "
+                                                  "(union) of the two label vectors", MULTILABEL, NEURAL)
+    balanced_sampling: bool = setting(False, "class-balanced sampling: each epoch draws training rows with probability "
+                                             "1/count of their (rarest positive) class", CLASSIFICATION, NEURAL)
     seed: int = setting(42, "the one seed of the run (fold k uses seed + k)")
     folds: list[int] | None = setting(None, "folds to train (default: every fold of the fold file)")
     repeat: int = setting(0, "repeated k-fold: which fold column (0: fold, 1: fold_r1, ...)")
     device: Literal["auto", "cpu", "cuda"] = setting("auto", "where to train")
     amp: bool = setting(True, "mixed precision on CUDA (bf16 where supported, else fp16 + grad scaling)", NEURAL)
     channels_last: bool = setting(True, "channels-last memory format on CUDA", NEURAL)
-    metric: Literal["", "accuracy", "balanced_accuracy", "macro_f1", "spearman", "rmse"] = setting(
+    metric: Literal["", "accuracy", "balanced_accuracy", "macro_f1", "spearman", "rmse", "roc_auc", "cmap", "lwlrap", "micro_f1"] = setting(
         "", "model-selection metric ('': the competition metric)")
     model_params: dict[str, Any] = setting({}, "model constructor parameters (--param KEY=VALUE)")
     recipe: Literal["", "logmel", "chroma", "logmel_beat", "chroma_beat", "logmel+chroma"] = setting(
@@ -89,7 +97,8 @@ class TrainConfig:
     init_checkpoint: str = setting("", "fine-tune from one of our own runs/<id>/fold<k>.pt", NEURAL)
     loss: Literal["mse", "l1"] = setting("mse", "regression loss", REGRESSION, NEURAL)
     task_weights: list[float] | None = setting(None, "per-target loss weights (regression with several targets)", REGRESSION, NEURAL)
-    aggregate: Literal["mean", "max", "logmean"] = setting("mean", "segment -> clip aggregation of probabilities", CLASSIFICATION)
+    aggregate: Literal["mean", "max", "logmean"] = setting("mean", "segment -> clip aggregation of probabilities (multilabel: "
+                                                           "max is the per-class maximum, not renormalised)", CLASSIFICATION)
     overfit_batches: int = setting(0, "train and validate on N fixed batches: can the net fit at all?", NEURAL, flag="--overfit-batch")
     plots: bool = setting(True, "write curves.png / confusion.png")
     run_id: str = setting("", "run folder name under runs/ (default: <name>-<model>-<time>); reuse it to resume")

@@ -31,7 +31,7 @@ from torch import nn
 from . import cli
 from .artifacts import atomic_path, code_version, read_json, save_torch, setup_logging, write_json, write_npz
 from .augment import affine, crop_time, mix_batch, spec_augment
-from .config import CLASSIFICATION_METRICS, REGRESSION_METRICS, WorkspaceConfig, load_config, signature_diff
+from .config import TASK_METRICS, WorkspaceConfig, load_config, signature_diff
 from .errors import ConfigError, RunError
 from .features import Items, Prepared, prepare, run_recipe
 from .folds import fold_numbers, fold_path, load_folds_for
@@ -44,7 +44,7 @@ from .settings import (
     AUG_FIELDS,
     CLASSIFICATION,
     DEFAULTS,
-    REGRESSION,
+    MULTILABEL,
     TrainConfig,
     add_train_flags,
     check_applicable,
@@ -77,11 +77,13 @@ def input_stats(X: np.ndarray, spec_input: bool) -> tuple[np.ndarray, np.ndarray
 
 
 def train_one_epoch(model: Wrapped, X: np.ndarray, y: np.ndarray, st: Step, tc: TrainConfig,
-                    rng: np.random.Generator, device: torch.device, fill: float = 0.0) -> float:
+                    rng: np.random.Generator, device: torch.device, fill: float = 0.0, weights: np.ndarray | None = None) -> float:
+    """One pass over the training items; with ``weights`` (class-balanced sampling) as many items drawn with replacement."""
     aug = tc
     model.train()
     total, n = 0.0, 0
-    for b in batches(len(X), tc.batch_size, rng):
+    order = None if weights is None else rng.choice(len(X), size=len(X), p=weights)
+    for b in batches(len(X), tc.batch_size, rng, order):
         if len(b) < 2 and len(X) > 1:
             continue  # BatchNorm cannot train on a batch of one
         xb = X[b]
@@ -92,6 +94,8 @@ def train_one_epoch(model: Wrapped, X: np.ndarray, y: np.ndarray, st: Step, tc: 
         xb, yb = torch.from_numpy(np.ascontiguousarray(xb)).to(device, non_blocking=True), torch.from_numpy(y[b]).to(device)
         if st.n_classes and (aug.mixup_alpha or aug.cutmix_alpha):
             xb, yb = mix_batch(xb, yb, aug, rng, st.n_classes)  # soft targets (B, C)
+        if st.multilabel and tc.label_smoothing:
+            yb = yb * (1 - tc.label_smoothing) + tc.label_smoothing / 2  # (B, C) towards 0.5
         with autocast(device, tc):
             loss = st.loss_fn(model(xb).float(), yb)
         st.opt.zero_grad(set_to_none=True)
@@ -113,7 +117,7 @@ def train_one_epoch(model: Wrapped, X: np.ndarray, y: np.ndarray, st: Step, tc: 
 
 
 def evaluate(model: Wrapped, X: np.ndarray, y_items: np.ndarray, item_row: np.ndarray, y_rows: np.ndarray,
-             loss_fn, tc: TrainConfig, classification: bool, targets: list[str], fill: np.ndarray,
+             loss_fn, tc: TrainConfig, task: str, targets: list[str], fill: np.ndarray,
              device: torch.device) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
     """Item-level loss, row (clip)-level metrics, and (rows, clip-level predictions)."""
     out = predict(model, X, tc, device)
@@ -121,13 +125,12 @@ def evaluate(model: Wrapped, X: np.ndarray, y_items: np.ndarray, item_row: np.nd
         raise RunError(f"validation outputs are NaN/inf — training diverged (lr {tc.lr}, optimizer {tc.optimizer})",
                        "lower --lr, add --grad-clip 1.0, or check the inputs for extreme values")
     loss = float(loss_fn(torch.from_numpy(out), torch.from_numpy(y_items)).item())
-    pred_items = decode(model, out, classification)
+    pred_items = decode(model, out, task)
     rows, local = np.unique(item_row, return_inverse=True)
-    how = tc.aggregate if classification else "mean"
-    pred_rows = aggregate(pred_items, local, len(rows), fill, how)
-    m = compute_metrics(classification, y_rows[rows], pred_rows, targets)
+    pred_rows = aggregate(pred_items, local, len(rows), fill, *clip_aggregation(tc, task))
+    m = compute_metrics(task, y_rows[rows], pred_rows, targets)
     m["loss"] = loss
-    if classification:
+    if task == "classification":
         m["segment_accuracy"] = float((pred_items.argmax(1) == y_items).mean())
     return m, rows, pred_rows
 
@@ -171,7 +174,7 @@ def build_model(prep: Prepared, tc: TrainConfig, fd: FoldData, n_out: int) -> Wr
     if not spec.normalize:  # the network normalises its own input (a trained input BatchNorm): identity statistics
         x_mean, x_std = np.zeros_like(x_mean), np.ones_like(x_std)
     y_mean = y_std = None
-    if not prep.cfg.is_classification:
+    if prep.cfg.task == "regression":
         y_mean, y_std = fd.y_tr.mean(0), fd.y_tr.std(0) + 1e-8
     if spec_input:
         shape = crop_time(fd.X_tr[:1], tc.crop_frames, None).shape[1:]
@@ -196,7 +199,7 @@ def build_model(prep: Prepared, tc: TrainConfig, fd: FoldData, n_out: int) -> Wr
 def fit_fold(prep: Prepared, tc: TrainConfig, fd: FoldData, k: int, device: torch.device, n_out: int,
              on_epoch: EpochHook | None = None) -> tuple[Wrapped, list[dict], dict]:
     """Train on one fold; return the best model (by the selection metric), the history and its metrics."""
-    classification = prep.cfg.is_classification
+    task = prep.cfg.task
     set_seed(tc.seed + k)
     rng = np.random.default_rng(tc.seed + k)
     if tc.overfit_batches:  # a fixed subset, no augmentation, no early stopping: the loss must reach ~0
@@ -207,19 +210,20 @@ def fit_fold(prep: Prepared, tc: TrainConfig, fd: FoldData, k: int, device: torc
         model = model.to(memory_format=torch.channels_last)
     if (tc.freq_mask or tc.time_mask) and model.spec_input:
         model.augment = functools.partial(spec_augment, cfg=tc)
-    y_tr = fd.y_tr if classification else ((fd.y_tr - fd.y_tr.mean(0)) / (fd.y_tr.std(0) + 1e-8)).astype(np.float32)
-    st, freezer = optimisation(model, tc, len(fd.X_tr), classification, n_out, device)
-    val_loss = nn.CrossEntropyLoss() if classification else _ScaledMSE(model)
-    fill = _prior(fd.y_tr, n_out, classification)
+    y_tr = fd.y_tr if task != "regression" else ((fd.y_tr - fd.y_tr.mean(0)) / (fd.y_tr.std(0) + 1e-8)).astype(np.float32)
+    st, freezer = optimisation(model, tc, len(fd.X_tr), task, n_out, device)
+    val_loss = nn.CrossEntropyLoss() if task == CLASSIFICATION else nn.BCEWithLogitsLoss() if task == MULTILABEL else _ScaledMSE(model)
+    fill = _prior(fd.y_tr, n_out, task)
+    weights = balanced_weights(fd.y_tr, n_out, task) if tc.balanced_sampling else None
     sign = 1 if greater_is_better(tc.metric) else -1
     best, best_state, best_m, history, since = -np.inf, None, {}, [], 0
     for epoch in range(1, tc.epochs + 1):
         t0 = time.perf_counter()
         if freezer is not None:
             freezer.apply(epoch)  # epochs count from 1
-        tl = train_one_epoch(model, fd.X_tr, y_tr, st, tc, rng, device, float(model.x_mean.mean()))
+        tl = train_one_epoch(model, fd.X_tr, y_tr, st, tc, rng, device, float(model.x_mean.mean()), weights)
         check_finite(tl, k, epoch, tc)
-        m, _, _ = evaluate(model, fd.X_va, fd.y_va, fd.row_va, _rows_target(fd), val_loss, tc, classification,
+        m, _, _ = evaluate(model, fd.X_va, fd.y_va, fd.row_va, _rows_target(fd), val_loss, tc, task,
                            prep.ds.targets, fill, device)
         if st.sched is not None and not st.per_step:
             st.sched.step(m[tc.metric]) if tc.scheduler == "plateau" else st.sched.step()
@@ -270,11 +274,29 @@ def _rows_target(fd: FoldData) -> np.ndarray:
     return out
 
 
-def _prior(y: np.ndarray, n_out: int, classification: bool) -> np.ndarray:
-    """Prediction for rows without usable audio: the training fold's class frequencies (or mean target)."""
-    if classification:
+def _prior(y: np.ndarray, n_out: int, task: str) -> np.ndarray:
+    """Prediction for rows without usable audio: the training fold's class frequencies (or mean target/label vector)."""
+    if task == "classification":
         return (np.bincount(y, minlength=n_out) / max(len(y), 1)).astype(np.float32)
     return y.mean(0).astype(np.float32)
+
+
+def balanced_weights(y: np.ndarray, n_out: int, task: str) -> np.ndarray:
+    """Sampling probability per training item: 1 / count of its class (multilabel: of its rarest positive class)."""
+    if task == "classification":
+        w = 1.0 / np.bincount(y, minlength=n_out)[y]
+    else:
+        pos = y > 0
+        counts = np.maximum(pos.sum(0), 1)  # (C,)
+        w = np.where(pos, 1.0 / counts, 0.0).max(1)  # rarest positive class; a row without positives keeps weight 0
+        w = np.where(w > 0, w, 1.0 / len(y))
+    return (w / w.sum()).astype(np.float64)
+
+
+def clip_aggregation(tc: TrainConfig, task: str) -> tuple[str, bool]:
+    """(how, normalise) of segment -> clip aggregation: the aggregate setting for class probabilities (renormalised
+    for single-label only), the mean for regression targets."""
+    return (tc.aggregate, task == "classification") if task != "regression" else ("mean", False)
 
 
 # ----------------------------------------------------------------------------- a run
@@ -293,23 +315,23 @@ class FittedFold:
 def train_fold(prep: Prepared, tc: TrainConfig, run: RunFolder, items: dict[str, Items], fold_of_row: np.ndarray,
                k: int, device: torch.device, on_epoch: EpochHook | None = None) -> dict:
     """Train fold k and write its model (``fold<k>.pt`` / ``fold<k>.joblib``) and ``fold<k>_preds.npz`` atomically."""
-    ds, classification = prep.ds, prep.cfg.is_classification
-    n_out = len(ds.classes) if classification else len(ds.targets)
+    ds, task = prep.ds, prep.cfg.task
+    n_out = len(ds.classes) if task != "regression" else len(ds.targets)
     fd = fold_data(items["train"], ds.labels("train"), fold_of_row, k)
     if not len(fd.X_va) or not len(fd.X_tr):
         raise RunError(f"fold {k} has no validation or no training rows in the fold file", "re-create the fold file")
     spec = get_spec(tc.model)
     fit = fit_head_fold if spec.kind == "sklearn" else fit_net_fold
     fitted = fit(prep, tc, fd, k, device, n_out, on_epoch)
-    fill = _prior(fd.y_tr, n_out, classification)
-    how = tc.aggregate if classification else "mean"
+    fill = _prior(fd.y_tr, n_out, task)
+    how = clip_aggregation(tc, task)
     preds: dict[str, np.ndarray] = {}
     for split in ("test", "holdout"):
         it = items[split]
         out = fitted.predict(it.X) if len(it.row) else np.zeros((0, n_out))
-        preds[split] = aggregate(out, it.row, it.n_rows, fill, how)
+        preds[split] = aggregate(out, it.row, it.n_rows, fill, *how)
     rows, local = np.unique(fd.row_va, return_inverse=True)
-    preds["val"] = aggregate(fitted.predict(fd.X_va), local, len(rows), fill, how)
+    preds["val"] = aggregate(fitted.predict(fd.X_va), local, len(rows), fill, *how)
     fitted.save(run.root, {"model": tc.model, "model_params": tc.model_params, "input": spec.input, "n_out": n_out,
                            "in_features": fd.X_tr.shape[1] if spec.input == "vector" else None, "classes": ds.classes,
                            "input_shape": list(crop_time(fd.X_tr[:1], tc.crop_frames, None).shape[1:]) if spec.input == "spec" else None,
@@ -323,13 +345,13 @@ def train_fold(prep: Prepared, tc: TrainConfig, run: RunFolder, items: dict[str,
 def fit_net_fold(prep: Prepared, tc: TrainConfig, fd: FoldData, k: int, device: torch.device, n_out: int,
                  on_epoch: EpochHook | None) -> FittedFold:
     """A network trained by :func:`fit_fold`; saved as ``fold<k>.pt`` (state dict with the fold's statistics)."""
-    classification = prep.cfg.is_classification
+    task = prep.cfg.task
     model, history, best = fit_fold(prep, tc, fd, k, device, n_out, on_epoch)
 
     def save(root: Path, meta: dict) -> None:
         save_torch(root / f"fold{k}.pt", {"state_dict": model.state_dict(), **meta})
 
-    return FittedFold(lambda X: decode(model, predict(model, X, tc, device), classification), history, best, save)
+    return FittedFold(lambda X: decode(model, predict(model, X, tc, device), task), history, best, save)
 
 
 def fit_head_fold(prep: Prepared, tc: TrainConfig, fd: FoldData, k: int, device: torch.device, n_out: int,
@@ -339,16 +361,16 @@ def fit_head_fold(prep: Prepared, tc: TrainConfig, fd: FoldData, k: int, device:
 
     from .heads import fit_head, head_predict
 
-    classification, spec = prep.cfg.is_classification, get_spec(tc.model)
+    task, spec = prep.cfg.task, get_spec(tc.model)
+    classification = task == CLASSIFICATION  # the heads are single-label or regression (ModelSpec.tasks)
     t0 = time.perf_counter()
-    task = CLASSIFICATION if classification else REGRESSION
     est = fit_head(spec.builder(task=task, seed=tc.seed + k, **{**spec.defaults, **tc.model_params}), fd.X_tr, fd.y_tr)
     pred = lambda X: head_predict(est, X, n_out, classification)  # noqa: E731
     rows, local = np.unique(fd.row_va, return_inverse=True)
-    fill = _prior(fd.y_tr, n_out, classification)
-    val = aggregate(pred(fd.X_va), local, len(rows), fill, tc.aggregate if classification else "mean")
-    m = compute_metrics(classification, _rows_target(fd)[rows], val, prep.ds.targets)
-    train_m = compute_metrics(classification, fd.y_tr, pred(fd.X_tr), prep.ds.targets)
+    fill = _prior(fd.y_tr, n_out, task)
+    val = aggregate(pred(fd.X_va), local, len(rows), fill, *clip_aggregation(tc, task))
+    m = compute_metrics(task, _rows_target(fd)[rows], val, prep.ds.targets)
+    train_m = compute_metrics(task, fd.y_tr, pred(fd.X_tr), prep.ds.targets)
     loss = "log_loss" if classification else "rmse"
     history = [{"epoch": 1, "train_loss": train_m[loss], "val_loss": m[loss], **{f"val_{a}": b for a, b in m.items()},
                 "seconds": time.perf_counter() - t0}]
@@ -398,7 +420,7 @@ def run_training(cfg: WorkspaceConfig, tc: TrainConfig, workdir: str | Path = ".
             best = _train_recorded(prep, tc, run, items, fold_of_row, k, device, on_epoch)
             if on_fold is not None:
                 on_fold(k, best)
-        metrics = finalize(run.root, prep.ds, cfg.is_classification, todo, tc.metric, tc.plots)
+        metrics = finalize(run.root, prep.ds, cfg.task, todo, tc.metric, tc.plots)
     log.info("run %s: %s %.4f ± %.4f over %d fold(s) (clip level); artifacts in %s", tc.run_id, tc.metric,
              metrics["mean"][tc.metric], metrics["std"][tc.metric], len(todo), run.root)
     return run.root
@@ -426,18 +448,19 @@ def check_train_config(cfg: WorkspaceConfig, tc: TrainConfig, sources: dict[str,
     in the run's config.json); a setting given for this run that does not apply is an error.
     """
     spec = get_spec(tc.model)
-    task = CLASSIFICATION if cfg.is_classification else REGRESSION
+    task = cfg.task
     if task not in spec.tasks:
         raise ConfigError(f"{spec.describe()} is for {' and '.join(spec.tasks)} tasks, this competition is {task}",
                           "choose another model (python -m src.train --help; README: Models)")
     spec.check_params(tc.model_params)
     run_recipe(spec.recipe, tc)  # a recipe the model cannot take is refused before the run folder is written
-    dropped = check_applicable(tc, spec.capabilities | {task}, spec.describe() + f" on a {task} task", sources,
+    caps = spec.capabilities | {task} | ({CLASSIFICATION} if task == MULTILABEL else set())
+    dropped = check_applicable(tc, caps, spec.describe() + f" on a {task} task", sources,
                                soft=lambda source: source.startswith("[train]"))
     for text in dropped:
         log.warning("not used: %s (a competition-wide default, not a request for this run)", text)
     tc.metric = tc.metric or cfg.competition.metric
-    valid = CLASSIFICATION_METRICS if cfg.is_classification else REGRESSION_METRICS
+    valid = TASK_METRICS[task]
     if tc.metric not in valid:
         raise ConfigError(f"--metric {tc.metric} does not apply to a {task} task", f"choose one of {list(valid)}")
     return dropped

@@ -41,6 +41,19 @@ Signatures (all paths are created; ``root`` is usually ``tmp_path``)::
     make_image_competition(root, *, name="img", classes=("a","b"), n_per_class=6, size=(16, 24), seed=0) -> Comp
         data/<name>/train/<class>/*.png (grey spectrogram-like stripes).
 
+    make_multilabel_competition(root, *, style="freesound", name=None, classes=("low","high","pulse","chirp"),
+                                n_train=24, n_test=4, sr=8000, seconds=1.0, soundscape_seconds=3.0, seed=0,
+                                data=None, audio=None, folds=None, train=None, test=None) -> Comp
+        Overlapping events: each clip sums the synth_clip of 1-2 classes (at random levels).
+        style "freesound": data/<name>/{train.csv (fname, labels "a,b", author), train/*.wav, test/*.wav,
+                           sample_submission.csv (fname, one column per class)}; label_separator ","
+        style "birdclef":  data/<name>/{train.csv (filename "<primary>/<id>.ogg", primary_label,
+                           secondary_labels "['b']", author), train_audio/<primary>/*.ogg,
+                           test_soundscapes/*.ogg (soundscape_seconds long; [test] window_seconds = seconds),
+                           sample_submission.csv (row_id "<soundscape>_<end>", one column per class)}
+        style "binary":    like freesound, but train.csv has one 0/1 column per class
+        ``Comp.train`` has id and labels (a list per row); ``extra["classes"]``, ``extra["test_rows"]``.
+
     Comp(config: Path, root: Path, train: pd.DataFrame, test_ids: list[str], extra: dict)
         ``train`` has id, label (and artist/path where the layout has them).
 """
@@ -390,3 +403,85 @@ def make_regression_competition(root: str | Path, *, name: str = "reg", n_train:
     dcfg = {"kind": "tabular", "train_csv": "features.csv", "id_column": "filename"}
     cfg = _config(root, name, dcfg, folds=folds, competition={"task": "regression", "metric": "rmse", "targets": ["tempo"]})
     return Comp(cfg, droot, df[["filename", "tempo"]].rename(columns={"filename": "id"}), [], {"features": feats})
+
+
+# ----------------------------------------------------------------------------- multi-label
+
+
+def _event_mix(labels: list[str], sr: int, seconds: float, rng: np.random.Generator) -> np.ndarray:
+    """The sum of each label's synth_clip at a random level in [0.5, 1]: overlapping events."""
+    y = sum(rng.uniform(0.5, 1.0) * synth_clip(c, sr, seconds, rng) for c in labels)
+    return (0.9 * y / max(np.abs(y).max(), 1e-6)).astype(np.float32)
+
+
+def _ml_labels(classes: tuple[str, ...], i: int, rng: np.random.Generator) -> list[str]:
+    """One or two labels; the first cycles over the classes so every class is frequent."""
+    first = classes[i % len(classes)]
+    if i % 2:
+        return [first]
+    return [first, str(rng.choice([c for c in classes if c != first]))]
+
+
+def make_multilabel_competition(root: str | Path, *, style: str = "freesound", name: str | None = None,
+                                classes: tuple[str, ...] = ("low", "high", "pulse", "chirp"), n_train: int = 24, n_test: int = 4,
+                                sr: int = 8000, seconds: float = 1.0, soundscape_seconds: float = 3.0, seed: int = 0,
+                                data: dict | None = None, audio: dict | None = None, folds: dict | None = None,
+                                train: dict | None = None, test: dict | None = None) -> Comp:
+    """A tiny Freesound-, BirdCLEF- or 0/1-column-shaped multi-label competition (see the module docstring)."""
+    root, name = Path(root), name or style
+    droot = root / "data" / name
+    rng = np.random.default_rng(seed)
+    birdclef = style == "birdclef"
+    rows = []
+    for i in range(n_train):
+        labels = _ml_labels(classes, i, rng)
+        cid = f"c{i:03d}"
+        rel = Path("train_audio") / labels[0] / f"{cid}.ogg" if birdclef else Path("train") / f"{cid}.wav"
+        write_clip(droot / rel, _event_mix(labels, sr, seconds, rng), sr)
+        rows.append({"id": cid, "labels": labels, "author": f"a{i % 6}", "rel": rel.as_posix()})
+    train_df = pd.DataFrame(rows)
+    comp_cfg = {"task": "multilabel", "metric": "roc_auc", "targets": ["labels"]}
+    dcfg: dict[str, Any] = {"kind": "audio", "layout": "manifest", "manifest": "train.csv", "group_column": "author"}
+    test_cfg: dict[str, Any] = {}
+    if birdclef:
+        manifest = pd.DataFrame({"filename": [r.split("/", 1)[1] for r in train_df["rel"]],
+                                 "primary_label": [ls[0] for ls in train_df["labels"]],
+                                 "secondary_labels": [str(ls[1:]) for ls in train_df["labels"]], "author": train_df["author"]})
+        comp_cfg["targets"] = ["primary_label"]
+        dcfg.update(train_dir="train_audio", id_column="filename", secondary_labels_column="secondary_labels",
+                    secondary_weight=0.5, test_dir="test_soundscapes", sample_submission="sample_submission.csv")
+        test_cfg = {"window_seconds": seconds}
+        test_ids, test_rows = [], []
+        for j in range(n_test):
+            sid = f"soundscape_{j}"
+            n_win = int(round(soundscape_seconds / seconds))
+            y = np.concatenate([_event_mix(_ml_labels(classes, j + w, rng), sr, seconds, rng) for w in range(n_win)])
+            write_clip(droot / "test_soundscapes" / f"{sid}.ogg", y, sr)
+            test_ids.append(sid)
+            test_rows += [f"{sid}_{int(round((w + 1) * seconds))}" for w in range(n_win)]
+        pd.DataFrame({"row_id": test_rows, **{c: 0.0 for c in classes}}).to_csv(droot / "sample_submission.csv", index=False)
+    else:
+        manifest = pd.DataFrame({"fname": train_df["id"] + ".wav", "author": train_df["author"]})
+        if style == "binary":
+            for c in classes:
+                manifest[c] = [int(c in ls) for ls in train_df["labels"]]
+            comp_cfg["targets"] = list(classes)
+        else:
+            manifest["labels"] = [",".join(ls) for ls in train_df["labels"]]
+            dcfg["label_separator"] = ","
+        dcfg.update(train_dir="train", id_column="fname")
+        test_ids = [f"t{j:03d}.wav" for j in range(n_test)]
+        for j, tid in enumerate(test_ids):
+            write_clip(droot / "test" / tid, _event_mix(_ml_labels(classes, j, rng), sr, seconds, rng), sr)
+        if n_test:
+            pd.DataFrame({"fname": test_ids, **{c: 0.0 for c in classes}}).to_csv(droot / "sample_submission.csv", index=False)
+            dcfg.update(test_dir="test", sample_submission="sample_submission.csv")
+        test_rows = test_ids
+    manifest.to_csv(droot / "train.csv", index=False)
+    dcfg.update(data or {})
+    cfg = _config(root, name, dcfg, {**DEFAULT_AUDIO, "sample_rate": sr, **(audio or {})}, folds, train, competition=comp_cfg)
+    if test_cfg or test:
+        import tomllib
+
+        write_toml(cfg, {**tomllib.loads(cfg.read_text()), "test": {**test_cfg, **(test or {})}})
+    return Comp(cfg, droot, train_df[["id", "labels", "author"]], test_ids, {"classes": list(classes), "test_rows": test_rows, "sr": sr})

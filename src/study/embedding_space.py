@@ -224,7 +224,7 @@ def fold_forward(root: Path, k: int, spec, X: np.ndarray, tc: TrainConfig, devic
     if meta.get("fold", k) != k:
         raise CheckpointError(f"{root}/fold{k}.pt says it is the model of fold {meta['fold']}", "restore the run's checkpoints")
     feats, out = penultimate(model, X, tc.batch_size, tc.crop_frames)  # (n, D), (n, C) logits
-    return feats, decode(model, out, True)
+    return feats, decode(model, out, "classification")
 
 
 # ----------------------------------------------------------------------------- scores
