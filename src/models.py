@@ -250,8 +250,25 @@ class ConvBlock(nn.Sequential):
         super().__init__(*layers)
 
 
+class AttentionPool(nn.Module):
+    """Sound-event-detection head (PANNs' decision-level attention): per-frame class logits weighted by a learnt
+    softmax over time, so a short event in a long segment decides its class without being averaged away."""
+
+    def __init__(self, in_dim: int, num_classes: int, dropout: float = 0.0):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.att = nn.Linear(in_dim, num_classes)
+        self.cla = nn.Linear(in_dim, num_classes)  # registered last: src.inference.classifier_layer finds it
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C', T')
+        x = self.dropout(x.transpose(1, 2))  # (B, T', C')
+        w = torch.softmax(torch.tanh(self.att(x)), dim=1)  # (B, T', num_classes), sums to 1 over time
+        return (w * self.cla(x)).sum(dim=1)  # (B, num_classes)
+
+
 class SpecCNN(nn.Module):
-    """From-scratch spectrogram CNN: conv blocks, mean over frequency, mean+max over time, dropout, linear.
+    """From-scratch spectrogram CNN: conv blocks, mean over frequency, then over time either mean+max (default)
+    followed by dropout and a linear layer, or ``time_pool="attention"`` (:class:`AttentionPool`, for sound events).
 
     The frequency-then-time pooling (as in PANNs CNN6/10) keeps it independent of segment length and
     lets the max over time pick the most typical moment of a clip; double convs per block buy most of
@@ -259,18 +276,23 @@ class SpecCNN(nn.Module):
     """
 
     def __init__(self, in_chans: int, num_classes: int, channels: list[int], activation: str = "relu", dropout: float = 0.3,
-                 convs: int = 2, pool: str = "avg", input_shape: tuple[int, int] | None = None):
+                 convs: int = 2, pool: str = "avg", input_shape: tuple[int, int] | None = None, time_pool: str = "meanmax"):
         super().__init__()
+        if time_pool not in ("meanmax", "attention"):
+            raise ConfigError(f"cnn time_pool = {time_pool!r}: expected 'meanmax' or 'attention'", "--param time_pool=attention")
         blocks, prev = [], in_chans
         for c in channels:
             blocks.append(ConvBlock(prev, c, activation, convs, pool))
             prev = c
         self.features = nn.Sequential(*blocks)
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(prev, num_classes))
+        self.time_pool = time_pool
+        linear = nn.Sequential(nn.Dropout(dropout), nn.Linear(prev, num_classes))
+        self.head = AttentionPool(prev, num_classes, dropout) if time_pool == "attention" else linear
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, n_mels, T)
         x = self.features(x).mean(dim=2)  # (B, C', T')
-        x = x.mean(dim=2) + x.amax(dim=2)  # (B, C')
+        if self.time_pool == "meanmax":
+            x = x.mean(dim=2) + x.amax(dim=2)  # (B, C')
         return self.head(x)  # (B, num_classes)
 
 

@@ -36,6 +36,7 @@ from .audio import AudioError
 from .config import AUDIO_EXTENSIONS, WorkspaceConfig
 from .errors import CheckpointError, ConfigError, DataError, EnsembleError, RunError
 from .inference import resolve_device
+from .multilabel import JOIN
 from .runs import RunArtifacts, load_run, resolve_run
 from .stream import Source, Window, Windows, make_source
 
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 CHUNK_SECONDS = 20.0  # audio per streamed chunk: memory is about this much audio's spectrogram, whatever the file's length
 BATCH_SIZE = 8  # windows per forward pass of a spectrogram network (its activations are most of the memory of a chunk)
 TOP_TAGS = 8  # tags drawn in the --tags panel
+MULTILABEL_THRESHOLD = 0.5  # a multilabel clip table lists the classes at or above this probability
 
 
 # ----------------------------------------------------------------------------- the run's models
@@ -61,6 +63,7 @@ class Leaf:
     vector: list[str]  # vector runs: [features] vector of the run's workspace
     folds: list[Callable[[np.ndarray], np.ndarray]]  # items -> probabilities (or target values), one per fold
     how: str  # segment -> clip aggregation
+    normalise: bool  # renormalise max/logmean aggregates (single-label probabilities only)
     shape: tuple[int, int] | None  # spec runs: (features, frames) the folds were trained on
     networks: list[str]  # pretrained taggers behind the run's inputs (for --tags)
 
@@ -80,9 +83,14 @@ class Predictor:
     name: str
     root: Path
     labels: list[str]  # classes, or targets of a regression run
-    classification: bool
+    task: str  # classification | multilabel | regression
     tree: Leaf | Ensemble
     leaves: list[Leaf]
+
+    @property
+    def classification(self) -> bool:
+        """One probability per class (single- or multi-label): tables get a top class, plots class rows."""
+        return self.task != "regression"
 
 
 def load_predictor(run: str | Path, workdir: str | Path = ".", device: str = "cpu", batch_size: int = BATCH_SIZE,
@@ -93,9 +101,9 @@ def load_predictor(run: str | Path, workdir: str | Path = ".", device: str = "cp
     art = load_run(run, workdir)
     tree = _load_node(art, Path(workdir), resolve_device(device), batch_size, onnx)
     leaves = list({leaf.key: leaf for leaf in _leaves(tree)}.values())
-    classification = art.config.get("task", "classification") == "classification"
-    labels = list(art.config.get("classes") or []) if classification else list(art.config.get("targets") or [])
-    return Predictor(art.name, art.root, labels, classification, tree, leaves)
+    task = art.config.get("task", "classification")
+    labels = list(art.config.get("classes") or []) if task != "regression" else list(art.config.get("targets") or [])
+    return Predictor(art.name, art.root, labels, task, tree, leaves)
 
 
 def _leaves(node: Leaf | Ensemble) -> list[Leaf]:
@@ -146,23 +154,24 @@ def _load_leaf(art: RunArtifacts, device: torch.device, batch_size: int = BATCH_
     cfg = workspace_config(ws)
     train = {k: v for k, v in art.config["train"].items() if k in FIELDS}
     tc = make_train_config({**train, "batch_size": batch_size}, f"run {art.name} config.json [train]")
-    spec, classification = get_spec(tc.model), art.config.get("task") == "classification"
+    spec, task = get_spec(tc.model), art.config.get("task", "classification")
     folds = [int(k) for k in art.metrics.get("folds_done") or art.metrics.get("folds", {})]
     if not folds:
         raise RunError(f"run {art.name} has no finished folds in metrics.json", f"train it: python -m src.train ... --run-id {art.name}")
     fns, metas = [], []
     for k in folds:
-        fn, meta = _load_fold(art.root, k, spec.kind, tc, device, classification, len(art.config.get("classes") or art.config.get("targets")), onnx)
+        fn, meta = _load_fold(art.root, k, spec.kind, tc, device, task, len(art.config.get("classes") or art.config.get("targets")), onnx)
         fns.append(fn)
         metas.append(meta)
     recipe = (metas[0].get("recipe") or run_recipe(spec.recipe, tc)) if spec.input == "spec" else ""
     vector = list(cfg.features.vector) if spec.input == "vector" else []
     return Leaf(str(art.root.resolve()), art.name, cfg, tc.model, spec.input, recipe, vector, fns,
-                tc.aggregate if classification else "mean", tuple(metas[0]["input_shape"]) if spec.input == "spec" else None,
+                tc.aggregate if task != "regression" else "mean", task == "classification",
+                tuple(metas[0]["input_shape"]) if spec.input == "spec" else None,
                 _networks(spec, vector))
 
 
-def _load_fold(root: Path, k: int, kind: str, tc, device: torch.device, classification: bool, n_out: int, onnx: bool = False):
+def _load_fold(root: Path, k: int, kind: str, tc, device: torch.device, task: str, n_out: int, onnx: bool = False):
     """(items -> predictions, checkpoint metadata) of fold k; ``onnx``: a torch fold runs its ``fold<k>.onnx`` (scikit-learn folds as they are)."""
     from .inference import decode, load_fold_model, predict
 
@@ -176,14 +185,14 @@ def _load_fold(root: Path, k: int, kind: str, tc, device: torch.device, classifi
             raise CheckpointError(f"run {root.name} has no checkpoint {path.name} (fold {k} is listed as done)",
                                   "re-train the fold (python -m src.train ... --run-id), or copy the whole run folder")
         blob = joblib.load(path)
-        return (lambda X, est=blob["estimator"]: head_predict(est, X, n_out, classification)), blob
+        return (lambda X, est=blob["estimator"]: head_predict(est, X, n_out, task == "classification")), blob
     model, meta = load_fold_model(root / f"fold{k}.pt", device)
     if onnx:
         from .export import ort_fold_model
 
         ort, cpu = ort_fold_model(root / f"fold{k}.pt", model), torch.device("cpu")
-        return (lambda X, m=ort: decode(m, predict(m, X, tc, cpu), classification)), meta
-    return (lambda X, m=model: decode(m, predict(m, X, tc, device), classification)), meta
+        return (lambda X, m=ort: decode(m, predict(m, X, tc, cpu), task)), meta
+    return (lambda X, m=model: decode(m, predict(m, X, tc, device), task)), meta
 
 
 def _networks(spec, vector: list[str]) -> list[str]:
@@ -353,7 +362,7 @@ class Scan:
 
     def _finish(self) -> SourceResult:
         for leaf in self.spec:
-            self.r.spec_clip[leaf.key] = clip_prediction([np.concatenate(o) for o in self.fold_out[leaf.key]], leaf.how)
+            self.r.spec_clip[leaf.key] = clip_prediction([np.concatenate(o) for o in self.fold_out[leaf.key]], leaf.how, leaf.normalise)
         for s, (total, sq, n) in self.sums.items():
             mean = total / n
             self.r.parts_clip[f"{s}_stats"] = np.concatenate([mean, np.sqrt(np.maximum(sq / n - mean ** 2, 0))]).astype(np.float32)
@@ -380,13 +389,13 @@ def _embedding_parts(network: str, outs: list[dict]) -> dict[str, np.ndarray]:
     return out
 
 
-def clip_prediction(per_fold: list[np.ndarray], how: str) -> np.ndarray:
+def clip_prediction(per_fold: list[np.ndarray], how: str, normalise: bool = True) -> np.ndarray:
     """(C,) clip prediction from each fold's (n_items, C) item predictions: per fold items -> clip with the run's
     ``aggregate``, then the mean over folds (how the run's ``test.npy`` was made)."""
     from .inference import aggregate
 
     n_out = per_fold[0].shape[1]
-    return np.mean([aggregate(p, np.zeros(len(p), np.int64), 1, np.zeros(n_out), how)[0] for p in per_fold], axis=0)
+    return np.mean([aggregate(p, np.zeros(len(p), np.int64), 1, np.zeros(n_out), how, normalise)[0] for p in per_fold], axis=0)
 
 
 # ----------------------------------------------------------------------------- one file, every source
@@ -420,7 +429,7 @@ def predict_file(pred: Predictor, plan: Plan, path: str, window_s: tuple[float, 
     for leaf in pred.leaves:
         if leaf.input == "vector":
             x = np.concatenate([results[key].parts_clip[name] for name, key in plan.vector_source[leaf.key].items()])[None]
-            clip[leaf.key] = clip_prediction([fn(x) for fn in leaf.folds], leaf.how)
+            clip[leaf.key] = clip_prediction([fn(x) for fn in leaf.folds], leaf.how, leaf.normalise)
     return FileResult(clip, _timeline(pred, plan, results) if window_s else None)
 
 
@@ -499,12 +508,16 @@ def find_audio(inputs: Sequence[str | Path]) -> list[tuple[Path, str]]:
 
 
 def clip_table(pred: Predictor, paths: list[str], probs: np.ndarray):
-    """``path``, a column per class (probabilities) or per target (values), and ``prediction`` (the top class)."""
+    """``path``, a column per class (probabilities) or per target (values), and ``prediction`` (the top class;
+    multilabel: the classes with probability >= 0.5)."""
     import pandas as pd
 
     df = pd.DataFrame(probs, columns=pred.labels)
     df.insert(0, "path", paths)
-    if pred.classification:
+    if pred.task == "multilabel":  # every class at or above 0.5 (independent sigmoid probabilities), "|"-joined
+        names = np.asarray(pred.labels, dtype=object)
+        df["prediction"] = [JOIN.join(names[row >= MULTILABEL_THRESHOLD]) for row in probs]
+    elif pred.classification:
         df["prediction"] = [pred.labels[i] for i in probs.argmax(1)] if len(df) else []
     return df
 

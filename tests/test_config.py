@@ -147,7 +147,7 @@ def test_example_config_documents_every_key():
 
     doc = _documented_keys((Path(__file__).resolve().parent.parent / "configs" / "kaggle_example.toml").read_text())
     sections = {"competition": c.CompetitionConfig, "data": c.DataConfig, "audio": c.AudioConfig, "folds": c.FoldsConfig,
-                "features": c.FeaturesConfig}
+                "features": c.FeaturesConfig, "test": c.TestConfig}
     missing = {s: sorted({f.name for f in dataclasses.fields(cls)} - doc.get(s, set())) for s, cls in sections.items()}
     missing["train"] = sorted(set(FIELDS) - {"model", "model_params", "run_id"} - doc.get("train", set()))
     assert not any(missing.values()), f"undocumented keys in configs/kaggle_example.toml: {missing}"
