@@ -81,8 +81,13 @@ def load_audio(
     sample_rate: int,
     max_seconds: float | None = None,
     silence_threshold: float = 1e-4,
+    window: tuple[float, float] | None = None,
 ) -> np.ndarray:
-    """Decode, mix to mono and resample. Raise AudioError for unusable clips (the feature stage collects them)."""
+    """Decode, mix to mono and resample. Raise AudioError for unusable clips (the feature stage collects them).
+
+    ``window`` = (start_s, end_s): only that part of a long file (:func:`load_window`; a windowed test row)."""
+    if window is not None:
+        return load_window(path, sample_rate, window[0], window[1], max_seconds)
     path = _check_file(path)
     data, sr = _decode(path)
     y = data.mean(axis=1)
@@ -101,6 +106,74 @@ def load_audio(
         kept = data[: int(np.ceil(max_seconds * sr))] if max_seconds else data  # the part the mix was cropped to
         raise AudioError(path, _silence_problem(kept.shape[1], float(np.abs(kept).max()) if kept.size else 0.0, peak, silence_threshold))
     return y
+
+
+WINDOW_MARGIN_SECONDS = 0.1  # input read either side of a window so the resampler's filter sees the same context as a whole-file decode
+
+
+def load_window(path: str | Path, sample_rate: int, start_s: float, end_s: float, max_seconds: float | None = None) -> np.ndarray:
+    """Samples [start_s, end_s) of a long file, mono float32 at ``sample_rate``, exactly ``(end_s - start_s) * sample_rate``
+    long: a window running past the end of the file is padded with zeros (``src.data.list_windows`` keeps such a last
+    window only when at least half of it is audio). Only the window (plus :data:`WINDOW_MARGIN_SECONDS` either side when
+    resampling) is decoded, via soundfile's seek, so memory is that of one window whatever the file's length.
+
+    Equals the slice of :func:`load_audio`'s whole-file decode (bit-identical at the file's own rate; after resampling
+    to within the resampler's rounding, the margin giving the filter the same context). A silent window is not an
+    error: a quiet stretch of a soundscape is a row to predict. A file soundfile cannot open is decoded whole by the
+    fallback decoder (logged), then sliced."""
+    import soundfile as sf
+
+    path = _check_file(path)
+    n_out = max(1, int(round((end_s - start_s) * sample_rate)))
+    try:
+        sfile = sf.SoundFile(str(path))
+    except Exception:  # soundfile's errors vary by format; the fallback decoder names every failure
+        log.warning("%s: soundfile cannot open it; decoding the whole file for window %.2f-%.2f s", path, start_s, end_s)
+        data, sr = _decode(path)
+        y = _resampled(path, data.mean(axis=1), sr, sample_rate)
+        return _fit(path, y[int(round(start_s * sample_rate)):], n_out, sample_rate, max_seconds)
+    with sfile:
+        sr = int(sfile.samplerate)
+        s0 = int(round(start_s * sr))
+        lead, tail = _margins(sr, sample_rate, s0)
+        a, b = s0 - lead, min(int(sfile.frames), int(round(end_s * sr)) + tail)
+        try:
+            sfile.seek(a)
+            data = sfile.read(max(0, b - a), dtype="float32", always_2d=True)  # (n, channels): the window and its margins
+        except Exception as exc:  # a decoder failure mid-file: named like load_audio's
+            raise AudioError(path, f"cannot decode audio at {start_s:.2f} s (corrupt or unsupported format); soundfile: "
+                                   f"{type(exc).__name__}: {exc}") from None
+    y = _resampled(path, data.mean(axis=1), sr, sample_rate) if len(data) else np.zeros(0, np.float32)
+    return _fit(path, y[lead * sample_rate // sr:], n_out, sample_rate, max_seconds)
+
+
+def _margins(sr: int, sample_rate: int, s0: int) -> tuple[int, int]:
+    """Input samples read before and after a window: none at the output rate; else about WINDOW_MARGIN_SECONDS, the
+    leading one a whole number of output samples long (a multiple of sr / gcd) so the window's first sample stays put."""
+    if sr == sample_rate:
+        return 0, 0
+    unit = sr // int(np.gcd(sr, sample_rate))
+    k = min(int(np.ceil(WINDOW_MARGIN_SECONDS * sr / unit)), s0 // unit)
+    return k * unit, int(np.ceil(WINDOW_MARGIN_SECONDS * sr))
+
+
+def _resampled(path: Path, y: np.ndarray, sr: int, sample_rate: int) -> np.ndarray:
+    """Mono samples at ``sample_rate`` (load_audio's resampler); NaN/inf is a corrupt file."""
+    if not np.isfinite(y).all():
+        raise AudioError(path, "decoded samples contain NaN/inf (corrupt file)")
+    if sr == sample_rate:
+        return y.astype(np.float32, copy=False)
+    import librosa
+
+    return librosa.resample(y, orig_sr=sr, target_sr=sample_rate, res_type="soxr_hq").astype(np.float32)
+
+
+def _fit(path: Path, y: np.ndarray, n_out: int, sample_rate: int, max_seconds: float | None) -> np.ndarray:
+    """Exactly ``n_out`` samples (zero-padded past the end of the file), then load_audio's ``max_seconds`` crop."""
+    if len(y) == 0:
+        raise AudioError(path, "the window lies past the end of the file (0 samples decoded)")
+    y = y[:n_out] if len(y) >= n_out else np.pad(y, (0, n_out - len(y)))
+    return y[: int(max_seconds * sample_rate)] if max_seconds else y
 
 
 def read_blocks(

@@ -202,7 +202,9 @@ def _load_files(cfg: WorkspaceConfig) -> Dataset:
     sample = _read_sample_submission(cfg)
     if d.test_dir:
         test_dir = cfg.resolve(d.test_dir)
-        if sample is not None:
+        if cfg.test.window_seconds:  # long files predicted per window: the rows come from the files, not the sample
+            test = list_windows(cfg, test_dir, exts, problems)
+        elif sample is not None:
             ids = sample[d.id_column].astype(str).tolist()
             test = pd.DataFrame({"id": ids, "path": _resolve_paths(cfg, test_dir, ids, ids, "test", exts, problems)})
             source["test"] = cfg.resolve(d.sample_submission)
@@ -321,10 +323,86 @@ def _read_sample_submission(cfg: WorkspaceConfig) -> pd.DataFrame | None:
     if not cfg.data.sample_submission:
         return None
     path = cfg.resolve(cfg.data.sample_submission)
-    sample = _read_csv(path, dtype={cfg.data.id_column: str})
-    if cfg.data.id_column not in sample.columns:
+    id_col = sample_id_column(cfg, _read_csv(path, nrows=0))
+    sample = _read_csv(path, dtype={id_col: str})
+    if id_col not in sample.columns:
         raise DataError(f"{path}: id column {cfg.data.id_column!r} not found; columns are {list(sample.columns)}")
     return sample
+
+
+def sample_id_column(cfg: WorkspaceConfig, sample: pd.DataFrame) -> str:
+    """The sample submission's id column: ``[data] id_column``; for a windowed test set whose sample lacks it (BirdCLEF:
+    training rows are named by ``filename``, submission rows by ``row_id``), the sample's first column."""
+    if cfg.data.id_column in sample.columns or not cfg.test.window_seconds:
+        return cfg.data.id_column
+    return str(sample.columns[0])
+
+
+def list_windows(cfg: WorkspaceConfig, folder: Path, exts: tuple[str, ...], problems: list[dict]) -> pd.DataFrame:
+    """One test row per ``[test] window_seconds`` window of every file under ``folder``, in file order then time order.
+
+    Columns: ``id`` (``[test] row_id_template``), ``path``, ``file`` (the file's listing id), ``start_s``, ``end_s``.
+    Durations come from the file headers (soundfile.info; nothing is decoded). A trailing part of at least half a
+    window becomes a last window padded with zeros past the end of the file; a shorter one is dropped (logged);
+    BirdCLEF soundscapes are whole multiples of 5 s, so neither happens there. Unreadable headers go to ``problems``."""
+    files, bad = _list_files(folder, exts)
+    entries = sorted([*files, *bad])
+    rows: list[dict] = []
+    w, template = float(cfg.test.window_seconds), cfg.test.row_id_template
+    for file_id, path in zip(_listing_ids(entries, folder), entries):
+        seconds = bad.get(path) or _duration(path)
+        if isinstance(seconds, str):
+            problems.append({"split": "test", "id": file_id, "path": str(path), "error": seconds})
+            continue
+        for k, start in enumerate(_window_starts(path, seconds, w)):
+            rows.append({"id": _row_id(cfg, template, file_id, k, start, start + w), "path": str(path), "file": file_id,
+                         "start_s": start, "end_s": start + w})
+    df = pd.DataFrame(rows, columns=["id", "path", "file", "start_s", "end_s"])
+    dup = df["id"][df["id"].duplicated()]
+    if len(dup):
+        raise DataError(f"[test] row_id_template {template!r} gives the same row id {dup.iloc[0]!r} to two windows "
+                        f"(window_seconds = {w})", "add {index} to the template, or use whole-second windows")
+    log.info("%s: %d test file(s) -> %d window row(s) of %g s", folder, len(entries), len(df), w)
+    return df
+
+
+def _duration(path: Path) -> float | str:
+    """Seconds of audio from the file header (soundfile.info, librosa's fallback for formats it lacks); else the problem."""
+    import soundfile as sf
+
+    try:
+        info = sf.info(str(path))
+        return info.frames / info.samplerate
+    except Exception as exc:  # soundfile's errors vary by format; try the fallback, then name both
+        try:
+            import librosa
+
+            return float(librosa.get_duration(path=str(path)))
+        except Exception as exc2:  # audioread's errors vary by backend
+            return f"cannot read the audio header: soundfile: {exc}; librosa: {exc2}"
+
+
+def _window_starts(path: Path, seconds: float, w: float) -> list[float]:
+    """Start times of a file's windows: the whole ones, plus a last padded one where at least half a window is left."""
+    n = int(np.floor(seconds / w + 1e-6))
+    rest = seconds - n * w
+    if rest >= w / 2 - 1e-6:
+        n += 1
+        log.info("%s: last window %.2f-%.2f s holds %.2f s of audio; padded with silence", path, (n - 1) * w, n * w, rest)
+    elif rest > 1e-3:
+        log.info("%s: trailing %.2f s (< half a %g-s window) not predicted", path, rest, w)
+    if n == 0:
+        log.warning("%s: %.2f s long, shorter than half a %g-s window: no test row", path, seconds, w)
+    return [k * w for k in range(n)]
+
+
+def _row_id(cfg: WorkspaceConfig, template: str, file_id: str, k: int, start: float, end: float) -> str:
+    """A window's row id from ``[test] row_id_template`` ({file}, {start}, {end} in whole seconds, {index})."""
+    try:
+        return template.format(file=file_id, start=int(round(start)), end=int(round(end)), index=k)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise DataError(f"{cfg.path}: [test] row_id_template {template!r} cannot be filled: {type(exc).__name__}: {exc}",
+                        "use only the fields {file}, {start}, {end} and {index}, e.g. '{file}_{end}'") from None
 
 
 # ----------------------------------------------------------------------------- tabular
@@ -630,8 +708,17 @@ def merge_and_drop_classes(cfg: WorkspaceConfig, ds: Dataset) -> None:
 
 
 def _check_test_ids(cfg: WorkspaceConfig, ds: Dataset) -> None:
-    sample_ids = set(ds.sample_submission[cfg.data.id_column].astype(str))
+    sample_ids = ds.sample_submission[sample_id_column(cfg, ds.sample_submission)].astype(str)
     test_ids = set(ds.test["id"])
+    if cfg.test.window_seconds:  # the sample often lists only some windows: each of them must be a test row
+        lost = sample_ids[~sample_ids.isin(test_ids)]
+        if len(lost):
+            raise DataError(f"{len(lost)} row id(s) of {cfg.data.sample_submission} name no window of the test files, first "
+                            f"{lost.iloc[0]!r} (line {int(lost.index[0]) + 2}); the windows are named like {ds.test['id'].iloc[0]!r}",
+                            "check [data] test_dir, [test] window_seconds and row_id_template ('{file}_{end}': file stem, "
+                            "window end in seconds)")
+        return
+    sample_ids = set(sample_ids)
     missing, extra = sorted(sample_ids - test_ids), sorted(test_ids - sample_ids)
     if missing or extra:
         raise DataError(f"test ids do not match {cfg.data.sample_submission}: {len(missing)} id(s) in the sample "

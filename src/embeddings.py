@@ -55,10 +55,10 @@ class FamilyExtractor:
     def __init__(self, recipe: str, a: AudioConfig):
         self.params = recipe_params(recipe, a)
 
-    def __call__(self, path: str) -> dict:
+    def __call__(self, path: str, window: tuple[float, float] | None = None) -> dict:
         p = self.params
         try:
-            y = load_audio(path, p["sample_rate"], p["max_seconds"], p["silence_threshold"])
+            y = load_audio(path, p["sample_rate"], p["max_seconds"], p["silence_threshold"], window)
         except AudioError as exc:
             return {"error": exc.problem}
         return {"segments": self.segments(self.frames(y))}

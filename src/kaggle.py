@@ -134,16 +134,17 @@ def validate_file(path: Path, config: Path) -> Any:
     import pandas as pd
 
     from .config import load_config
-    from .data import load_dataset
+    from .data import load_dataset, sample_id_column
     from .submit import validate_submission
 
     cfg = load_config(config)
     ds = load_dataset(cfg)
     if ds.sample_submission is None:
         raise KaggleError(f"{config}: [data] sample_submission is not set; cannot validate {path}", "set it in the config")
-    id_col = cfg.data.id_column
+    id_col = sample_id_column(cfg, ds.sample_submission)
     sub = pd.read_csv(path, dtype={id_col: str})
-    validate_submission(sub, ds.sample_submission, id_col, ds.classes if cfg.is_classification else None)
+    validate_submission(sub, ds.sample_submission, id_col, ds.classes if cfg.has_classes else None, task=cfg.task,
+                        windowed=bool(cfg.test.window_seconds))
     return cfg
 
 

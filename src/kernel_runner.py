@@ -480,7 +480,7 @@ def write_submission(spec: dict, config: Path, predictions: Path, out: Path) -> 
     import pandas as pd
 
     from src.config import load_config
-    from src.data import load_dataset
+    from src.data import load_dataset, sample_id_column
     from src.submit import build_submission, validate_submission
 
     cfg = load_config(config)
@@ -494,10 +494,10 @@ def write_submission(spec: dict, config: Path, predictions: Path, out: Path) -> 
     if missing:
         raise KernelFailure(f"{len(missing)} predicted file(s) are not test rows of {spec['config']} (e.g. {missing[:2]})")
     test_ids = [ids[str(Path(p).resolve())] for p in pred["path"]]
-    classes = list(ds.classes) if cfg.is_classification else labels
-    sub = build_submission(pred[labels].to_numpy(float), test_ids, ds.sample_submission, cfg.data.id_column, classes,
-                           cfg.is_classification)
-    validate_submission(sub, ds.sample_submission, cfg.data.id_column, ds.classes if cfg.is_classification else None)
+    classes = list(ds.classes) if cfg.has_classes else labels
+    id_col = sample_id_column(cfg, ds.sample_submission)
+    sub = build_submission(pred[labels].to_numpy(float), test_ids, ds.sample_submission, id_col, classes, cfg.task)
+    validate_submission(sub, ds.sample_submission, id_col, ds.classes if cfg.has_classes else None, task=cfg.task)
     out.parent.mkdir(parents=True, exist_ok=True)
     sub.to_csv(out, index=False)
     return len(sub)

@@ -68,7 +68,7 @@ def write_fake_run(workdir: Path, name: str, oof: np.ndarray, fold_file: Path, y
         np.save(root / "holdout.npy", holdout.astype(np.float32))
     per_fold, hist = {}, {}
     for k in np.unique(folds):
-        m = compute_metrics(True, y[folds == k], oof[folds == k], ["label"])
+        m = compute_metrics("classification", y[folds == k], oof[folds == k], ["label"])
         if segment_accuracy:
             m["segment_accuracy"] = m["accuracy"] - 0.05
         per_fold[str(k)] = {**m, "epoch": 3}
@@ -76,7 +76,7 @@ def write_fake_run(workdir: Path, name: str, oof: np.ndarray, fold_file: Path, y
         write_json(root / f"fold{k}_metrics.json", {"best": per_fold[str(k)], "history": hist[str(k)]})
     write_json(root / "metrics.json", {
         "metric": metric, "level": "clip", "folds": per_fold, "folds_done": [int(k) for k in np.unique(folds)],
-        **fold_summary(per_fold), "oof": compute_metrics(True, y, oof, ["label"]), "history": hist})
+        **fold_summary(per_fold), "oof": compute_metrics("classification", y, oof, ["label"]), "history": hist})
     write_json(root / "config.json", {
         "run_id": name, "workspace": {"path": workspace_path}, "fold_file": str(fold_file), "fold_sha256": file_sha256(fold_file),
         "fold_column": fold_column, "task": "classification", "classes": classes, "targets": ["label"],

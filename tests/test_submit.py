@@ -20,13 +20,13 @@ P = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6], [0.5, 0.1, 0.4]
 
 
 def test_labels_from_class_list_in_sample_order():
-    sub = build_submission(P[::-1], IDS[::-1], LABEL_SAMPLE, "id", CL, True)  # predictions in another order
+    sub = build_submission(P[::-1], IDS[::-1], LABEL_SAMPLE, "id", CL, "classification")  # predictions in another order
     assert sub["id"].tolist() == IDS and sub["label"].tolist() == ["blues", "jazz", "rock", "blues"]
     validate_submission(sub, LABEL_SAMPLE, "id", CL)
 
 
 def test_probability_columns_follow_sample_column_order():
-    sub = build_submission(P, IDS, PROB_SAMPLE, "id", CL, True)
+    sub = build_submission(P, IDS, PROB_SAMPLE, "id", CL, "classification")
     assert list(sub.columns) == ["id", "rock", "blues", "jazz"]
     np.testing.assert_allclose(sub[["blues", "jazz", "rock"]].to_numpy(), P)
     validate_submission(sub, PROB_SAMPLE, "id", CL)
@@ -35,14 +35,14 @@ def test_probability_columns_follow_sample_column_order():
 def test_binary_probability_column_and_threshold():
     p = np.array([[0.9, 0.1], [0.3, 0.7], [0.55, 0.45], [0.2, 0.8]], np.float32)
     sample = pd.DataFrame({"id": IDS, "target": 0.5})
-    sub = build_submission(p, IDS, sample, "id", ["no", "yes"], True)
+    sub = build_submission(p, IDS, sample, "id", ["no", "yes"], "classification")
     np.testing.assert_allclose(sub["target"], p[:, 1])
     validate_submission(sub, sample, "id", ["no", "yes"])
     lab = pd.DataFrame({"id": IDS, "target": "no"})
-    assert build_submission(p, IDS, lab, "id", ["no", "yes"], True)["target"].tolist() == ["no", "yes", "no", "yes"]
-    assert build_submission(p, IDS, lab, "id", ["no", "yes"], True, threshold=0.4)["target"].tolist() == ["no", "yes", "yes", "yes"]
+    assert build_submission(p, IDS, lab, "id", ["no", "yes"], "classification")["target"].tolist() == ["no", "yes", "no", "yes"]
+    assert build_submission(p, IDS, lab, "id", ["no", "yes"], "classification", threshold=0.4)["target"].tolist() == ["no", "yes", "yes", "yes"]
     with pytest.raises(SubmissionError, match="needs two classes"):
-        build_submission(P, IDS, LABEL_SAMPLE, "id", CL, True, threshold=0.5)
+        build_submission(P, IDS, LABEL_SAMPLE, "id", CL, "classification", threshold=0.5)
     bad = sub.copy()
     bad.loc[2, "target"] = 1.5
     with pytest.raises(SubmissionError, match=r"not probabilities in \[0, 1\], first at row 4"):
@@ -50,7 +50,7 @@ def test_binary_probability_column_and_threshold():
 
 
 def _ok() -> pd.DataFrame:
-    return build_submission(P, IDS, LABEL_SAMPLE, "id", CL, True)
+    return build_submission(P, IDS, LABEL_SAMPLE, "id", CL, "classification")
 
 
 @pytest.mark.parametrize("mutate, match", [
@@ -69,7 +69,7 @@ def test_every_label_validation_failure(mutate, match):
 
 
 def test_probability_validation_failures():
-    sub = build_submission(P, IDS, PROB_SAMPLE, "id", CL, True)
+    sub = build_submission(P, IDS, PROB_SAMPLE, "id", CL, "classification")
     bad = sub.copy()
     bad.loc[1, "jazz"] = 0.5
     with pytest.raises(SubmissionError, match=r"do not sum to 1, first at row 3 \(sum 0.7000\)"):
@@ -86,11 +86,11 @@ def test_probability_validation_failures():
 
 def test_build_refuses_missing_predictions_and_unmappable_columns():
     with pytest.raises(SubmissionError, match="4 test predictions for 3 test ids"):
-        build_submission(P, IDS[:3], LABEL_SAMPLE, "id", CL, True)
+        build_submission(P, IDS[:3], LABEL_SAMPLE, "id", CL, "classification")
     with pytest.raises(SubmissionError, match=r"have no test prediction \(e.g. \['t3'\]\)"):
-        build_submission(P, ["t0", "t1", "t2", "x"], LABEL_SAMPLE, "id", CL, True)
+        build_submission(P, ["t0", "t1", "t2", "x"], LABEL_SAMPLE, "id", CL, "classification")
     with pytest.raises(SubmissionError, match="cannot map predictions"):
-        build_submission(P, IDS, pd.DataFrame({"id": IDS, "a": 0, "b": 0}), "id", CL, True)
+        build_submission(P, IDS, pd.DataFrame({"id": IDS, "a": 0, "b": 0}), "id", CL, "classification")
 
 
 def test_submit_end_to_end_index_and_score(tmp_path, capsys):
@@ -124,7 +124,7 @@ def test_submit_refuses_wrong_test_rows(tmp_path, capsys):
                    workspace_path=str(comp.config))
     with pytest.raises(SystemExit) as exc:
         cli.run_command(main, ["r1", "--workdir", str(tmp_path)])
-    assert exc.value.code == 2 and "error: 5 test predictions for 6 test ids" in capsys.readouterr().err
+    assert exc.value.code == 2 and "error: run r1 has 5 test prediction(s)" in capsys.readouterr().err
     assert not (tmp_path / "submissions/index.csv").exists()
 
 
@@ -142,19 +142,19 @@ def test_rows_without_an_answer_are_refused(row, match, sample):
     p = P.copy()
     p[2] = row
     with pytest.raises(SubmissionError, match=match) as exc:
-        build_submission(p, IDS, sample, "id", CL, True)
+        build_submission(p, IDS, sample, "id", CL, "classification")
     assert "re-train or resume the run" in exc.value.fix
 
 
 def test_validation_refuses_inf_and_all_zero_probability_rows():
     reg_sample = pd.DataFrame({"id": IDS, "tempo": 0.0})
-    reg = build_submission(np.array([[1.0], [2.0], [3.0], [4.0]]), IDS, reg_sample, "id", [], False)
+    reg = build_submission(np.array([[1.0], [2.0], [3.0], [4.0]]), IDS, reg_sample, "id", [], "regression")
     validate_submission(reg, reg_sample, "id")
     with pytest.raises(SubmissionError, match=r"1 row\(s\) with empty, inf or NaN values, first at row 4 \(id 't2'\)"):
         validate_submission(reg.assign(tempo=[1.0, 2.0, np.inf, 4.0]), reg_sample, "id")
     with pytest.raises(SubmissionError, match="NaN/inf"):
-        build_submission(np.array([[1.0], [np.nan], [3.0], [4.0]]), IDS, reg_sample, "id", [], False)
-    sub = build_submission(P, IDS, PROB_SAMPLE, "id", CL, True)
+        build_submission(np.array([[1.0], [np.nan], [3.0], [4.0]]), IDS, reg_sample, "id", [], "regression")
+    sub = build_submission(P, IDS, PROB_SAMPLE, "id", CL, "classification")
     sub.loc[1, CL] = 0.0
     with pytest.raises(SubmissionError, match=r"do not sum to 1, first at row 3 \(sum 0\.0000\), id 't1'"):
         validate_submission(sub, PROB_SAMPLE, "id", CL)
