@@ -88,10 +88,10 @@ class _Extractor:
         self.seg = max(1, round(a.segment_seconds * a.sample_rate / a.hop_length))
         self.seg_hop = max(1, round(a.segment_hop_seconds * a.sample_rate / a.hop_length))
 
-    def __call__(self, path: str) -> dict:
+    def __call__(self, path: str, window: tuple[float, float] | None = None) -> dict:
         a = self.a
         try:
-            y = load_audio(path, a.sample_rate, a.max_seconds, a.silence_threshold)
+            y = load_audio(path, a.sample_rate, a.max_seconds, a.silence_threshold, window)
         except AudioError as exc:
             return {"error": exc.problem}
         return self.from_signal(y)
@@ -146,8 +146,9 @@ def _init_worker() -> None:
     torch.set_num_threads(1)  # one process per core; no oversubscription
 
 
-def _extract(path: str) -> dict:
-    return _EXTRACTOR(path)
+def _extract(item: str | tuple[str, float, float]) -> dict:
+    """One clip: a path, or (path, start_s, end_s) for a window of a long test file (only the window is decoded)."""
+    return _EXTRACTOR(item[0], window=item[1:]) if isinstance(item, tuple) else _EXTRACTOR(item)
 
 
 # ----------------------------------------------------------------------------- sequence recipes (worker side)
@@ -218,6 +219,7 @@ class SequenceExtractor(_Extractor):
 
 
 RECIPES = ("logmel", "musicnn", *SEQUENCE_RECIPES)
+WAVE_RECIPE = "wave"  # int16 waveform of each log-mel segment (src.waveaug): built only when a waveform augmentation is on
 
 
 def run_recipe(model_recipe: str, tc: object | None = None) -> str:
@@ -241,6 +243,10 @@ def recipe_params(cfg: WorkspaceConfig, recipe: str) -> dict:
     if recipe in SEQUENCE_RECIPES:
         beats = dict(zip(("segment_beats", "segment_hop_beats"), segment_beats(cfg.audio))) if recipe.endswith("_beat") else {}
         return {**asdict(cfg.audio), "recipe": recipe, "chroma": "librosa.filters.chroma, max 1 per frame", **beats}
+    if recipe == WAVE_RECIPE:
+        from .waveaug import wave_params
+
+        return wave_params(cfg.audio)
     from .embeddings import recipe_params as family_params
 
     return family_params(recipe, cfg.audio)
@@ -250,13 +256,15 @@ def cache_dir(cfg: WorkspaceConfig, ds: Dataset, workdir: Path, recipe: str = "l
     """The cache folder for this recipe and these files (what the key trusts: see the module docstring)."""
     files = []
     for split in SPLITS:
-        for p in ds.frame(split).get("path", []):
+        df = ds.frame(split)
+        windows = zip(df["start_s"], df["end_s"]) if "start_s" in df else [()] * len(df)  # windowed test rows: the window too
+        for p, win in zip(df.get("path", []), windows):
             try:
                 st = os.stat(p)
             except FileNotFoundError:  # skipped with on_corrupt = "skip"; its return must change the key
-                files.append((split, p, "missing"))
+                files.append((split, p, "missing", *win))
                 continue
-            files.append((split, p, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns))
+            files.append((split, p, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, *win))
     if recipe == "logmel":
         key = stable_hash({"audio": asdict(cfg.audio), "files": files, "v": 2})
         return Path(workdir) / "cache" / "features" / f"{cfg.name}-{key}"
@@ -265,8 +273,17 @@ def cache_dir(cfg: WorkspaceConfig, ds: Dataset, workdir: Path, recipe: str = "l
 
 
 def all_clips(ds: Dataset) -> pd.DataFrame:
-    parts = [ds.frame(s)[["id", "path"]].assign(split=s) for s in SPLITS if len(ds.frame(s))]
-    return pd.concat(parts, ignore_index=True)[["split", "id", "path"]]
+    """Every row to extract; windowed test rows (``[test] window_seconds``) keep their window, NaN for whole clips."""
+    parts = [ds.frame(s).reindex(columns=["id", "path", "start_s", "end_s"]).assign(split=s) for s in SPLITS if len(ds.frame(s))]
+    clips = pd.concat(parts, ignore_index=True)
+    return clips[["split", "id", "path"] + (["start_s", "end_s"] if clips["start_s"].notna().any() else [])]
+
+
+def clip_items(clips: pd.DataFrame) -> list:
+    """What each clip's extraction decodes: its path, or (path, start_s, end_s) for a window of a long test file."""
+    if "start_s" not in clips:
+        return clips["path"].tolist()
+    return [p if np.isnan(a) else (p, float(a), float(b)) for p, a, b in zip(clips["path"], clips["start_s"], clips["end_s"])]
 
 
 def build_cache(cfg: WorkspaceConfig, ds: Dataset, workdir: Path, workers: int | None = None, recipe: str = "logmel") -> Path:
@@ -275,7 +292,7 @@ def build_cache(cfg: WorkspaceConfig, ds: Dataset, workdir: Path, workers: int |
     One cache entry per spectrogram recipe, each built once and keyed by its own parameters: a model whose
     front end differs from the config's (musicnn: 16 kHz, 96 mels, its log compression) gets its own entry,
     never the other recipe's spectrograms."""
-    if recipe not in RECIPES:
+    if recipe not in (*RECIPES, WAVE_RECIPE):
         raise DataError(f"unknown spectrogram recipe {recipe!r}", f"use one of {list(RECIPES)}")
     out = cache_dir(cfg, ds, workdir, recipe)
     if (out / "meta.json").is_file():
@@ -285,7 +302,7 @@ def build_cache(cfg: WorkspaceConfig, ds: Dataset, workdir: Path, workers: int |
     clips = all_clips(ds)
     workers = workers or min(os.cpu_count() or 1, max(1, len(clips) // 16))
     t0 = time.perf_counter()
-    results = _run_extraction(make_extractor(cfg, recipe), clips["path"].tolist(), workers, out, recipe)
+    results = _run_extraction(make_extractor(cfg, recipe), clip_items(clips), workers, out, recipe)
     _write_cache(cfg, clips, results, out, time.perf_counter() - t0, workers, recipe)
     return out
 
@@ -296,12 +313,16 @@ def make_extractor(cfg: WorkspaceConfig, recipe: str):
         return _Extractor(cfg.audio)
     if recipe in SEQUENCE_RECIPES:
         return SequenceExtractor(cfg.audio, recipe)
+    if recipe == WAVE_RECIPE:
+        from .waveaug import WaveExtractor
+
+        return WaveExtractor(cfg.audio)
     from .embeddings import FamilyExtractor
 
     return FamilyExtractor(recipe, cfg.audio)
 
 
-def _run_extraction(extractor, paths: list[str], workers: int, out: Path, recipe: str = "logmel") -> list[dict]:
+def _run_extraction(extractor, paths: list, workers: int, out: Path, recipe: str = "logmel") -> list[dict]:
     """Stream segments to a raw file as they arrive so memory stays flat; keep the small stats."""
     from tqdm.auto import tqdm
 
@@ -321,7 +342,7 @@ def _take(r: dict, fh) -> dict:
     if "segments" in r:
         seg = r.pop("segments")
         fh.write(np.ascontiguousarray(seg).tobytes())
-        r["n_segments"], r["shape"] = len(seg), seg.shape[1:]
+        r["n_segments"], r["shape"], r["dtype"] = len(seg), seg.shape[1:], seg.dtype.str
     return r
 
 
@@ -333,7 +354,8 @@ def _write_cache(cfg: WorkspaceConfig, clips: pd.DataFrame, results: list[dict],
                          seg_start=np.concatenate([[0], np.cumsum(n_seg)[:-1]]), n_segments=n_seg)
     shape = next((r["shape"] for r in results if "shape" in r), (cfg.audio.n_mels, 1))
     total = int(n_seg.sum())
-    _raw_to_npy(out / "logmel.raw.tmp", out / "logmel.npy", (total, *shape))
+    dtype = next((r["dtype"] for r in results if "dtype" in r), np.dtype(np.float16).str)  # int16 for the wave recipe
+    _raw_to_npy(out / "logmel.raw.tmp", out / "logmel.npy", (total, *shape), dtype)
     write_npy(out / "seg_clip.npy", np.repeat(np.arange(len(clips)), n_seg).astype(np.int32))
     for key, dim in (("mfcc", 2 * cfg.audio.n_mfcc), ("chroma", 24)) if recipe == "logmel" else ():
         mat = np.full((len(clips), dim), np.nan, dtype=np.float32)
@@ -349,11 +371,11 @@ def _write_cache(cfg: WorkspaceConfig, clips: pd.DataFrame, results: list[dict],
              len(clips), total, secs, len(clips) / max(secs, 1e-9), workers, out)
 
 
-def _raw_to_npy(raw: Path, dst: Path, shape: tuple[int, ...]) -> None:
-    """Prepend an .npy header to the streamed raw float16 bytes (atomic)."""
+def _raw_to_npy(raw: Path, dst: Path, shape: tuple[int, ...], dtype: str = np.dtype(np.float16).str) -> None:
+    """Prepend an .npy header to the streamed raw bytes (float16 segments; int16 for the wave recipe) (atomic)."""
     with atomic_path(dst) as tmp:
         with open(tmp, "wb") as f:
-            np.lib.format.write_array_header_1_0(f, {"descr": np.dtype(np.float16).str, "fortran_order": False, "shape": shape})
+            np.lib.format.write_array_header_1_0(f, {"descr": dtype, "fortran_order": False, "shape": shape})
             with open(raw, "rb") as src:
                 shutil.copyfileobj(src, f, 1 << 22)
     raw.unlink()

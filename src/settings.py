@@ -90,6 +90,13 @@ class TrainConfig:
     mixup_alpha: float = setting(0.0, "mixup Beta(alpha, alpha) (0: off)", CLASSIFICATION, NEURAL)
     cutmix_alpha: float = setting(0.0, "cutmix along time (0: off)", SPEC, CLASSIFICATION)
     tta: int = setting(0, "test-time augmentation: time crops/shifts averaged (0/1: off)", SPEC)
+    noise_p: float = setting(0.0, "waveform augmentation: probability of mixing background noise into a training segment "
+                                  "(0: off; any waveform setting on: training log-mel recomputed from cached audio)", SPEC, NEURAL)
+    noise_dir: str = setting("", "background-noise audio folder for --noise-p ('': another training segment of the batch)", SPEC, NEURAL)
+    noise_snr: list[float] = setting([3.0, 30.0], "noise mixing: signal-to-noise ratio drawn uniformly in [min, max] dB", SPEC, NEURAL)
+    gain_db: float = setting(0.0, "waveform augmentation: random gain, uniform in +-gain_db dB (0: off)", SPEC, NEURAL)
+    time_shift: float = setting(0.0, "waveform augmentation: max circular time shift, a fraction of the segment (0: off)", SPEC, NEURAL)
+    pitch_shift: float = setting(0.0, "waveform augmentation: max pitch shift in semitones, uniform +- (0: off)", SPEC, NEURAL)
     freeze_epochs: int = setting(0, "backbone frozen for the first N epochs (-1: for good)", TRANSFER)
     unfreeze_every: int = setting(0, "progressive unfreezing: one more layer group every N epochs", TRANSFER)
     freeze_bn: bool = setting(False, "frozen groups keep their BatchNorm statistics", TRANSFER)
@@ -107,7 +114,8 @@ class TrainConfig:
 
 # Settings that name the run rather than the recipe: a search space or a tuned file may not set them.
 RUN_IDENTITY = {"model", "run_id", "folds", "fold_file", "repeat", "model_params", "device", "metric"}
-AUG_FIELDS = ("freq_mask", "time_mask", "rotate", "shift", "scale", "crop_frames", "mixup_alpha", "cutmix_alpha")
+AUG_FIELDS = ("freq_mask", "time_mask", "rotate", "shift", "scale", "crop_frames", "mixup_alpha", "cutmix_alpha",
+              "noise_p", "gain_db", "time_shift", "pitch_shift")
 FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(TrainConfig)}
 DEFAULTS = TrainConfig()
 

@@ -54,6 +54,8 @@ from .settings import (
     route_params,
 )
 from .studies import load_params
+from .waveaug import check_settings as check_wave_settings
+from .waveaug import fold_waves
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +79,10 @@ def input_stats(X: np.ndarray, spec_input: bool) -> tuple[np.ndarray, np.ndarray
 
 
 def train_one_epoch(model: Wrapped, X: np.ndarray, y: np.ndarray, st: Step, tc: TrainConfig,
-                    rng: np.random.Generator, device: torch.device, fill: float = 0.0, weights: np.ndarray | None = None) -> float:
-    """One pass over the training items; with ``weights`` (class-balanced sampling) as many items drawn with replacement."""
+                    rng: np.random.Generator, device: torch.device, fill: float = 0.0, weights: np.ndarray | None = None,
+                    waves: Callable | None = None) -> float:
+    """One pass over the training items; with ``weights`` (class-balanced sampling) as many items drawn with replacement;
+    with ``waves`` (src.waveaug: waveform augmentation on) each batch is augmented audio turned into log-mel there."""
     aug = tc
     model.train()
     total, n = 0.0, 0
@@ -86,12 +90,14 @@ def train_one_epoch(model: Wrapped, X: np.ndarray, y: np.ndarray, st: Step, tc: 
     for b in batches(len(X), tc.batch_size, rng, order):
         if len(b) < 2 and len(X) > 1:
             continue  # BatchNorm cannot train on a batch of one
-        xb = X[b]
-        if xb.ndim == 3:
+        xb = X[b] if waves is None else waves(b, rng, device, fill)  # waves: (B, n_mels, T) tensor on the device, cropped
+        if xb.ndim == 3 and waves is None:
             xb = crop_time(xb, aug.crop_frames, rng)  # (B, F, T) -> (B, F, crop)
             if aug.rotate or aug.shift or aug.scale:
                 xb = affine(xb, aug, int(rng.integers(2**31)), fill)
-        xb, yb = torch.from_numpy(np.ascontiguousarray(xb)).to(device, non_blocking=True), torch.from_numpy(y[b]).to(device)
+        if waves is None:
+            xb = torch.from_numpy(np.ascontiguousarray(xb)).to(device, non_blocking=True)
+        yb = torch.from_numpy(y[b]).to(device)
         if st.n_classes and (aug.mixup_alpha or aug.cutmix_alpha):
             xb, yb = mix_batch(xb, yb, aug, rng, st.n_classes)  # soft targets (B, C)
         if st.multilabel and tc.label_smoothing:
@@ -147,6 +153,7 @@ class FoldData:
     X_va: np.ndarray
     y_va: np.ndarray
     row_va: np.ndarray
+    waves: Callable | None = None  # training batches from augmented audio (src.waveaug.WaveBatches); None: X_tr as cached
 
 
 def fold_data(train: Items, y_rows: np.ndarray, fold_of_row: np.ndarray, k: int) -> FoldData:
@@ -221,7 +228,7 @@ def fit_fold(prep: Prepared, tc: TrainConfig, fd: FoldData, k: int, device: torc
         t0 = time.perf_counter()
         if freezer is not None:
             freezer.apply(epoch)  # epochs count from 1
-        tl = train_one_epoch(model, fd.X_tr, y_tr, st, tc, rng, device, float(model.x_mean.mean()), weights)
+        tl = train_one_epoch(model, fd.X_tr, y_tr, st, tc, rng, device, float(model.x_mean.mean()), weights, fd.waves)
         check_finite(tl, k, epoch, tc)
         m, _, _ = evaluate(model, fd.X_va, fd.y_va, fd.row_va, _rows_target(fd), val_loss, tc, task,
                            prep.ds.targets, fill, device)
@@ -320,6 +327,7 @@ def train_fold(prep: Prepared, tc: TrainConfig, run: RunFolder, items: dict[str,
     fd = fold_data(items["train"], ds.labels("train"), fold_of_row, k)
     if not len(fd.X_va) or not len(fd.X_tr):
         raise RunError(f"fold {k} has no validation or no training rows in the fold file", "re-create the fold file")
+    fd.waves = fold_waves(prep, tc, items["train"], fold_of_row, k, fd.X_tr)  # None unless a waveform augmentation is on
     spec = get_spec(tc.model)
     fit = fit_head_fold if spec.kind == "sklearn" else fit_net_fold
     fitted = fit(prep, tc, fd, k, device, n_out, on_epoch)
@@ -459,6 +467,7 @@ def check_train_config(cfg: WorkspaceConfig, tc: TrainConfig, sources: dict[str,
                                soft=lambda source: source.startswith("[train]"))
     for text in dropped:
         log.warning("not used: %s (a competition-wide default, not a request for this run)", text)
+    check_wave_settings(cfg, tc, spec.recipe)  # after the applicability check: [train] defaults it dropped are off
     tc.metric = tc.metric or cfg.competition.metric
     valid = TASK_METRICS[task]
     if tc.metric not in valid:
