@@ -16,6 +16,11 @@ trained with different ``--seed``) are one model whose per-fold score is the mea
 That removes the luck of one initialisation (what a tuned-vs-default claim needs) without pretending
 to have more folds: the number of paired scores stays ``k`` per column. McNemar counts a row correct
 when the majority of seeds are.
+
+Multi-label runs (``task = "multilabel"``): the paired fold tests (corrected t, Wilcoxon, Bayesian, Friedman)
+work on any per-fold metric (``roc_auc``, ``cmap``, ``lwlrap``, ``micro_f1``, ``macro_f1``, ``log_loss``).
+McNemar needs one right-or-wrong answer per row, which a row with several labels does not have; it is not
+computed, and the pair records (and prints) a note saying so.
 """
 from __future__ import annotations
 
@@ -31,10 +36,12 @@ from .artifacts import setup_logging, write_json
 from .errors import EnsembleError
 from .metrics import greater_is_better
 from .runs import RunArtifacts, check_compatible, load_run, model_key
-from .scoring import Model, fold_sizes, score_models
+from .scoring import Model, fold_sizes, score_models, task_metrics
 
 log = logging.getLogger(__name__)
-METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "log_loss")
+METRICS = task_metrics("classification")
+MCNEMAR_MULTILABEL = ("McNemar does not apply to multi-label predictions: a row with several labels has no single "
+                      "right-or-wrong answer to count; use the paired per-fold tests")
 
 
 def parse_run_args(args: list[str], workdir: str | Path) -> list[tuple[str | None, RunArtifacts]]:
@@ -89,13 +96,11 @@ def compare_pair(a: Model, b: Model, metric: str, n_train: float, n_test: float,
     if len(sa) < 2:
         raise EnsembleError(f"{a.label} and {b.label} share {len(sa)} scored fold(s); a paired test needs at least 2",
                             "train more folds of both runs (--folds), or compare their scores without a test")
-    ca, cb = a.correct[cols[0]], b.correct[cols[0]]
-    both = ~np.isnan(ca) & ~np.isnan(cb)
     res = {"a": a.label, "b": b.label, "columns": cols, "n_pairs": len(sa), "diff_mean": float(sign * np.mean(sa - sb)),
            "corrected_t": stats.corrected_resampled_ttest(sa, sb, n_train, n_test).to_dict(),
            "plain_t": stats.paired_ttest(sa, sb).to_dict(),
            "wilcoxon": stats.wilcoxon_test(sa, sb).to_dict(),
-           "mcnemar": stats.mcnemar_test(ca[both] > 0, cb[both] > 0).to_dict(),
+           "mcnemar": mcnemar_pair(a, b, cols[0]),
            "bayes": stats.bayesian_correlated_ttest(sa, sb, n_test / (n_test + n_train), rope).to_dict(),
            "warning": stats.too_few_folds_warning(len(sa))}
     if len(cols) > 1:
@@ -103,9 +108,21 @@ def compare_pair(a: Model, b: Model, metric: str, n_train: float, n_test: float,
     return res
 
 
+def mcnemar_pair(a: Model, b: Model, col: str) -> dict:
+    """McNemar on the OOF rows of fold column ``col`` both models predicted; for multi-label models a
+    not-applicable record (``applies`` False, p-value NaN, the reason in ``note``) instead of a test."""
+    if col not in a.correct or col not in b.correct:
+        return {"test": "McNemar", "applies": False, "p_value": float("nan"), "note": MCNEMAR_MULTILABEL}
+    ca, cb = a.correct[col], b.correct[col]
+    both = ~np.isnan(ca) & ~np.isnan(cb)
+    return {**stats.mcnemar_test(ca[both] > 0, cb[both] > 0).to_dict(), "applies": True}
+
+
 def apply_holm(pairs: list[dict], alpha: float) -> None:
     """Holm-adjust each test's p-values over the pairs, then write the verdict line of every pair."""
     for test in ("corrected_t", "wilcoxon", "mcnemar"):
+        if test == "mcnemar" and not all(p[test]["applies"] for p in pairs):
+            continue  # multi-label: nothing to adjust
         adj = stats.holm([p[test]["p_value"] for p in pairs]) if pairs else []
         for p, v in zip(pairs, adj):
             p[test]["p_holm"] = float(v)
@@ -116,8 +133,9 @@ def apply_holm(pairs: list[dict], alpha: float) -> None:
 def verdict(p: dict, alpha: float, n_pairs: int) -> str:
     t, bay = p["corrected_t"], p["bayes"]
     corr = f"Holm over {n_pairs} pairs" if n_pairs > 1 else "single pair"
+    mc = f"McNemar p={p['mcnemar']['p_value']:.4f}" if p["mcnemar"]["applies"] else "McNemar: not applicable (multi-label)"
     detail = (f"corrected t-test p={t['p_value']:.4f} (adjusted {t['p_holm']:.4f}, {corr}; uncorrected paired t p={p['plain_t']['p_value']:.4f}), "
-              f"Wilcoxon p={p['wilcoxon']['p_value']:.4f}, McNemar p={p['mcnemar']['p_value']:.4f}; "
+              f"Wilcoxon p={p['wilcoxon']['p_value']:.4f}, {mc}; "
               f"Bayesian P(A better)={bay['p_a_better']:.2f}, P(equivalent, ROPE ±{bay['rope']:g})={bay['p_equivalent']:.2f}, "
               f"P(B better)={bay['p_b_better']:.2f}")
     a, b = p["a"], p["b"]
@@ -143,13 +161,14 @@ def friedman(models: list[Model], metric: str, alpha: float) -> dict | None:
             "note": "blocks are folds (not data sets): they share training rows, so read the p-value as indicative"}
 
 
-def table_rows(models: list[Model], metric: str) -> list[dict]:
-    """One row per model: mean ± std (ddof=1) over all folds of every metric, the primary metric per fold, segment accuracy."""
+def table_rows(models: list[Model], metric: str, names: tuple[str, ...] = METRICS) -> list[dict]:
+    """One row per model: mean ± std (ddof=1) over all folds of every metric in ``names``, the primary metric per fold,
+    segment accuracy."""
     rows = []
     for m in models:
         cols = sorted(m.scores)
         row = {"model": m.label, "runs": ",".join(r.name for r in m.all_runs()), "folds": sum(len(m.scores[c]) for c in cols)}
-        for name in METRICS:
+        for name in names:
             v = m.fold_scores(name, cols)
             row[name] = (float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0)
         row["per_fold"] = {f"{c}:{k}": m.scores[c][k][metric] for c in cols for k in sorted(m.scores[c])}
@@ -170,9 +189,11 @@ def compare(run_args: list[str], workdir: str | Path = ".", baseline: str | None
     if len(models) < 2:
         raise EnsembleError("give at least two models to compare")
     score_models(models, workdir)
-    metric = metric or items[0][1].metrics.get("metric", "accuracy")
-    if metric not in METRICS:
-        raise EnsembleError(f"--metric {metric!r}: choose from {list(METRICS)}")
+    task = items[0][1].config.get("task", "classification")
+    names = task_metrics(task)
+    metric = metric or items[0][1].metrics.get("metric", names[0])
+    if metric not in names:
+        raise EnsembleError(f"--metric {metric!r} is not a {task} metric", f"choose from {list(names)}")
     n_train, n_test = fold_sizes(items[0][1], workdir)
     if baseline:
         base_name = items[-1][1].name  # the baseline was appended last
@@ -182,19 +203,20 @@ def compare(run_args: list[str], workdir: str | Path = ".", baseline: str | None
         pairs_of = list(itertools.combinations(models, 2))
     pairs = [compare_pair(a, b, metric, n_train, n_test, rope) for a, b in pairs_of]
     apply_holm(pairs, alpha)
-    return {"metric": metric, "greater_is_better": greater_is_better(metric), "alpha": alpha, "rope": rope,
-            "n_train": n_train, "n_test": n_test, "table": table_rows(models, metric), "pairs": pairs,
-            "friedman": friedman(models, metric, alpha), "models": models}
+    notes = [MCNEMAR_MULTILABEL] if any(not p["mcnemar"]["applies"] for p in pairs) else []
+    return {"metric": metric, "task": task, "metrics": list(names), "greater_is_better": greater_is_better(metric), "alpha": alpha,
+            "rope": rope, "n_train": n_train, "n_test": n_test, "table": table_rows(models, metric, names), "pairs": pairs,
+            "friedman": friedman(models, metric, alpha), "notes": notes, "models": models}
 
 
 def format_table(res: dict) -> str:
-    metric, rows = res["metric"], res["table"]
+    metric, rows, names = res["metric"], res["table"], res.get("metrics", METRICS)
     w = max(len(r["model"]) for r in rows)
-    head = f"{'model':<{w}}  folds  " + "  ".join(f"{n:>17}" for n in METRICS) + "   segment acc"
+    head = f"{'model':<{w}}  folds  " + "  ".join(f"{n:>17}" for n in names) + "   segment acc"
     lines = [head]
     for r in rows:
         seg = f"{r['segment_accuracy'][0]:.4f}±{r['segment_accuracy'][1]:.4f}" if "segment_accuracy" in r else "-"
-        lines.append(f"{r['model']:<{w}}  {r['folds']:>5}  " + "  ".join(f"{r[n][0]:>8.4f}±{r[n][1]:<8.4f}" for n in METRICS) + f"   {seg}")
+        lines.append(f"{r['model']:<{w}}  {r['folds']:>5}  " + "  ".join(f"{r[n][0]:>8.4f}±{r[n][1]:<8.4f}" for n in names) + f"   {seg}")
     lines.append(f"\nper-fold {metric} (clip level):")
     for r in rows:
         lines.append(f"{r['model']:<{w}}  " + " ".join(f"{v:.3f}" for v in r["per_fold"].values()))
@@ -205,6 +227,7 @@ def format_report(res: dict) -> str:
     out = [f"metric: {res['metric']} ({'higher' if res['greater_is_better'] else 'lower'} is better), mean ± std (ddof=1) over folds, "
            f"fold size ~{res['n_test']:.0f} test / {res['n_train']:.0f} train rows", format_table(res), "", "pairwise tests:"]
     out += [f"- {p['verdict']}" for p in res["pairs"]]
+    out += [f"note: {n}" for n in res.get("notes", [])]
     fr = res["friedman"]
     if fr:
         ranks = ", ".join(f"{m} {r:.2f}" for m, r in sorted(zip(fr["models"], fr["avg_ranks"]), key=lambda t: t[1]))
@@ -239,7 +262,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("runs", nargs="+", help="run ids/folders, or LABEL=RUN1,RUN2 to group repeats of one model "
                     "(other fold columns: repeated k-fold; the same column: seed repeats, averaged per fold)")
     ap.add_argument("--baseline", help="compare every model against this one only (default: all pairs)")
-    ap.add_argument("--metric", choices=METRICS, help="default: the runs' competition metric")
+    ap.add_argument("--metric", choices=list(dict.fromkeys((*METRICS, *task_metrics("multilabel")))),
+                    help="default: the runs' competition metric (multilabel: roc_auc, cmap, lwlrap, micro_f1, macro_f1, log_loss)")
     ap.add_argument("--rope", type=float, default=0.01, help="region of practical equivalence for the Bayesian test (metric units)")
     ap.add_argument("--alpha", type=float, default=0.05, help="significance level (after Holm)")
     ap.add_argument("--out", help="folder for compare.json/.md, PNGs and report.md (default: reports/compare-<time>)")

@@ -76,6 +76,7 @@ class Ensemble:
     members: list[Leaf | Ensemble]
     method: str
     weights: np.ndarray | None
+    task: str = "classification"  # multilabel: combined per class, never renormalised across classes
 
 
 @dataclass
@@ -126,7 +127,8 @@ def _load_node(art: RunArtifacts, workdir: Path, device: torch.device, batch_siz
         raise EnsembleError(f"ensemble {art.name}: unknown method {method!r} in weights.json", "re-fit it with python -m src.ensemble")
     members = [load_run(m if (Path(m) / "config.json").is_file() else Path(m).name, workdir) for m in art.config.get("members", [])]
     weights = np.array([w["weights"][m.name] for m in members], dtype=np.float64) if method == "hill" else None
-    return Ensemble(art.name, [_load_node(m, workdir, device, batch_size, onnx) for m in members], method, weights)
+    return Ensemble(art.name, [_load_node(m, workdir, device, batch_size, onnx) for m in members], method, weights,
+                    art.config.get("task", "classification"))
 
 
 def workspace_config(ws: dict) -> WorkspaceConfig:
@@ -213,7 +215,9 @@ def combine(node: Leaf | Ensemble, mats: dict[str, np.ndarray]) -> np.ndarray:
     if node.method == "rank" and len(parts[0]) < 10:
         log.warning("ensemble %s ranks each class over the %d rows predicted together: with few rows the ranks say little",
                     node.name, len(parts[0]))
-    return mean_probs(parts, node.weights) if node.method == "hill" else COMBINERS[node.method](parts)
+    if node.method == "hill":
+        return mean_probs(parts, node.weights, task=node.task)
+    return COMBINERS[node.method](parts, task=node.task)
 
 
 # ----------------------------------------------------------------------------- what every file needs

@@ -3,7 +3,9 @@
 Per run: OOF confusion matrices (counts and row-normalised), scikit-learn's
 classification report (per-class precision/recall/F1, macro and weighted
 averages) plus micro averages and balanced accuracy, training/validation curves
-per fold. Across runs: a bar chart of the CV score with the fold spread. One
+per fold. Multi-label runs get a per-class table of average precision, ROC-AUC (classes
+with positives only) and support, and a per-class AP bar chart instead (a confusion matrix
+needs one label per row). Across runs: a bar chart of the CV score with the fold spread. One
 Markdown page (``report.md``) embeds every PNG by relative path, so the folder
 can be pasted into a write-up as is. Reads run artifacts only.
 """
@@ -25,7 +27,7 @@ from .artifacts import read_json, save_figure, setup_logging, write_bytes  # noq
 from .metrics import compute_metrics  # noqa: E402
 from .plots import plot_confusion, plot_curves  # noqa: E402
 from .runs import RunArtifacts, load_fold_table, load_run  # noqa: E402
-from .scoring import Model, score_models  # noqa: E402
+from .scoring import Model, multilabel_class_scores, score_models, task_metrics  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -82,12 +84,43 @@ def plot_cd_diagram(names: list[str], avg_ranks: list[float], cd: float, path: P
     save_figure(path, fig)
 
 
+def plot_class_ap(scores: dict[str, dict[str, float]], path: Path, title: str) -> None:
+    """Horizontal bars of each class's OOF average precision (the multi-label stand-in for a confusion matrix)."""
+    names = list(scores)
+    fig, ax = plt.subplots(figsize=(6, 1.0 + 0.28 * len(names)))
+    ap = [scores[c]["ap"] for c in names]
+    ax.barh(np.arange(len(names)), np.nan_to_num(ap), color="#9ecae1", edgecolor="#3182bd")
+    ax.set_yticks(np.arange(len(names)), [f"{c} (n={scores[c]['support']})" for c in names], fontsize=7)
+    ax.invert_yaxis()
+    ax.set(xlim=(0, 1), xlabel="average precision (OOF)", title=title)
+    save_figure(path, fig)
+
+
+def multilabel_section(run: RunArtifacts, Y: np.ndarray, have: np.ndarray, out: Path) -> list[str]:
+    """Markdown for one multi-label run: its OOF metrics, a per-class AP / ROC-AUC / support table and AP bars."""
+    m = compute_metrics("multilabel", Y[have], run.oof[have], run.config.get("targets", []))
+    per = multilabel_class_scores(Y[have], run.oof[have], run.config["classes"])
+    slug = _slug(run.name)
+    plot_class_ap(per, out / f"{slug}_class_ap.png", f"{run.name}: per-class AP (OOF)")
+    md = [f"### {run.name}", "", f"model: `{run.config.get('train', {}).get('model', '?')}`"
+          f"{' (' + run.config['method'] + ')' if 'method' in run.config else ''}; multi-label; OOF rows scored: {int(have.sum())}; "
+          + ", ".join(f"{k} {v:.4f}" for k, v in m.items()), "",
+          "| class | average precision | ROC-AUC | support (positives) |", "|---|---:|---:|---:|"]
+    fmt = lambda v: "-" if np.isnan(v) else f"{v:.3f}"  # noqa: E731
+    md += [f"| {c} | {fmt(v['ap'])} | {fmt(v['roc_auc'])} | {v['support']} |"
+           for c, v in per.items()]
+    return md + ["", "No confusion matrix: a multi-label row has several true labels.", "",
+                 f"![{run.name} per-class AP]({slug}_class_ap.png)", ""]
+
+
 def run_section(run: RunArtifacts, out: Path, workdir: str | Path, metric: str) -> list[str]:
     """Markdown for one run, with its PNGs written into ``out``."""
     from sklearn.metrics import balanced_accuracy_score, classification_report, precision_recall_fscore_support
 
     y, _ = load_fold_table(run, workdir)
     have = ~np.isnan(run.oof).any(1)
+    if run.config.get("task") == "multilabel":
+        return multilabel_section(run, y, have, out) + _curves_md(run, out, metric)
     classes = run.config["classes"]
     pred = run.oof[have].argmax(1)
     slug = _slug(run.name)
@@ -95,7 +128,7 @@ def run_section(run: RunArtifacts, out: Path, workdir: str | Path, metric: str) 
     rep = classification_report(y[have], pred, labels=np.arange(len(classes)), target_names=classes, output_dict=True, zero_division=0)
     p, r, f, _ = precision_recall_fscore_support(y[have], pred, average="micro", zero_division=0)
     rep["micro avg"] = {"precision": p, "recall": r, "f1-score": f, "support": int(have.sum())}
-    m = compute_metrics(True, y[have], run.oof[have], run.config.get("targets", []))
+    m = compute_metrics("classification", y[have], run.oof[have], run.config.get("targets", []))
     md = [f"### {run.name}", "", f"model: `{run.config.get('train', {}).get('model', '?')}`"
           f"{' (' + run.config['method'] + ')' if 'method' in run.config else ''}; OOF rows scored: {int(have.sum())}; "
           f"OOF accuracy {m['accuracy']:.4f}, balanced accuracy {balanced_accuracy_score(y[have], pred):.4f}, "
@@ -105,19 +138,26 @@ def run_section(run: RunArtifacts, out: Path, workdir: str | Path, metric: str) 
         v = rep[name]
         md.append(f"| {name} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1-score']:.3f} | {int(v['support'])} |")
     md += ["", f"![{run.name} confusion]({slug}_confusion.png)", ""]
+    return md + _curves_md(run, out, metric)
+
+
+def _curves_md(run: RunArtifacts, out: Path, metric: str) -> list[str]:
+    """The run's training curves (none for ensembles) as a PNG and its Markdown line."""
+    slug = _slug(run.name)
     hist = run.metrics.get("history") or {p.name[4:-13]: read_json(p)["history"] for p in run.root.glob("fold*_metrics.json")}
     if plot_curves(hist, metric, out / f"{slug}_curves.png", run.name):
-        md += [f"![{run.name} curves]({slug}_curves.png)", ""]
-    return md
+        return [f"![{run.name} curves]({slug}_curves.png)", ""]
+    return []
 
 
 def build_report(runs: list[RunArtifacts], out: Path, workdir: str | Path = ".", extra_md: str = "", models=None,
                  metric: str | None = None) -> Path:
     """Write ``out/report.md`` and its PNGs; ``extra_md`` (the comparison) goes after the score chart."""
     out.mkdir(parents=True, exist_ok=True)
-    metric = metric or runs[0].metrics.get("metric", "accuracy")
-    if metric not in ("accuracy", "balanced_accuracy", "macro_f1", "log_loss"):
-        metric = "accuracy"
+    names = task_metrics(runs[0].config.get("task", "classification"))
+    metric = metric or runs[0].metrics.get("metric", names[0])
+    if metric not in names:
+        metric = names[0]
     if models is None:
         models = [Model(r.name, {r.config.get("fold_column", "fold"): r}) for r in runs]
         score_models(models, workdir)

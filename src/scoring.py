@@ -12,16 +12,61 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import TASK_METRICS
 from .errors import EnsembleError
 from .metrics import compute_metrics
 from .runs import RunArtifacts, load_fold_table
 
 
-def per_fold_metrics(y: np.ndarray, oof: np.ndarray, folds: np.ndarray, targets: list[str]) -> dict[str, dict[str, float]]:
-    """Metrics of each fold's OOF rows (rows without OOF, i.e. NaN, are left out)."""
+def per_fold_metrics(y: np.ndarray, oof: np.ndarray, folds: np.ndarray, targets: list[str],
+                     task: str = "classification") -> dict[str, dict[str, float]]:
+    """Metrics of each fold's OOF rows (rows without OOF, i.e. NaN, are left out).
+
+    ``y`` is (n,) class indices for ``classification`` and (n, C) 0/1 truth for ``multilabel``; a multi-label
+    fold's ROC-AUC is the mean over the classes with positives *in that fold* (``src.metrics.macro_roc_auc``).
+    """
     have = ~np.isnan(oof).any(1)
-    return {str(int(k)): compute_metrics(True, y[have & (folds == k)], oof[have & (folds == k)], targets)
+    return {str(int(k)): compute_metrics(task, y[have & (folds == k)], oof[have & (folds == k)], targets)
             for k in np.unique(folds[have])}
+
+
+def task_metrics(task: str) -> tuple[str, ...]:
+    """The per-fold metrics compared and reported for a task: the competition metrics plus log loss
+    (binary cross-entropy per class for multilabel)."""
+    if task == "classification":
+        return ("accuracy", "balanced_accuracy", "macro_f1", "log_loss")
+    return (*TASK_METRICS[task], "log_loss")
+
+
+def task_of(run: RunArtifacts) -> str:
+    """The run's task as recorded in config.json (``classification`` | ``multilabel`` | ``regression``)."""
+    return run.config.get("task", "classification")
+
+
+def row_correctness(run: RunArtifacts, y: np.ndarray) -> np.ndarray | None:
+    """Per-row OOF correctness (1/0, NaN without OOF) for McNemar; None for multi-label runs, where a row has
+    several labels and no single "right or wrong" (argmax correctness would be meaningless)."""
+    if task_of(run) != "classification":
+        return None
+    have = ~np.isnan(run.oof).any(1)
+    corr = np.full(len(y), np.nan)
+    corr[have] = (run.oof[have].argmax(1) == y[have]).astype(float)
+    return corr
+
+
+def multilabel_class_scores(Y: np.ndarray, P: np.ndarray, classes: list[str]) -> dict[str, dict[str, float]]:
+    """Per class of a multi-label run: average precision and ROC-AUC (NaN for a class without positives or
+    without negatives in ``Y``), support = number of positive rows."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    pos = Y > 0
+    out = {}
+    for i, c in enumerate(classes):
+        n_pos = int(pos[:, i].sum())
+        ok = 0 < n_pos < len(pos)
+        out[c] = {"ap": float(average_precision_score(pos[:, i], P[:, i])) if n_pos else float("nan"),
+                  "roc_auc": float(roc_auc_score(pos[:, i], P[:, i])) if ok else float("nan"), "support": n_pos}
+    return out
 
 
 def check_finite(run: RunArtifacts, folds: np.ndarray, oof_only: bool = False) -> None:
@@ -55,7 +100,7 @@ class Model:
     label: str
     runs: dict[str, RunArtifacts]
     scores: dict[str, dict[int, dict[str, float]]] = field(default_factory=dict)  # column -> fold -> metrics
-    correct: dict[str, np.ndarray] = field(default_factory=dict)  # column -> per-row correctness (NaN: no OOF)
+    correct: dict[str, np.ndarray] = field(default_factory=dict)  # column -> per-row correctness (NaN: no OOF); none for multilabel
     segment: dict[str, dict[int, float]] = field(default_factory=dict)  # column -> fold -> segment accuracy
     seeds: dict[str, list[RunArtifacts]] = field(default_factory=dict)  # column -> further seed runs (explicit label only)
 
@@ -66,17 +111,15 @@ class Model:
         return np.array([self.scores[c][k][metric] for c in columns for k in sorted(self.scores[c])])
 
 
-def score_run(r: RunArtifacts, workdir: str | Path) -> tuple[dict[int, dict[str, float]], np.ndarray, dict[int, float]]:
-    """(fold -> metrics, per-row correctness with NaN where no OOF, fold -> segment accuracy) of one run."""
+def score_run(r: RunArtifacts, workdir: str | Path) -> tuple[dict[int, dict[str, float]], np.ndarray | None, dict[int, float]]:
+    """(fold -> metrics, per-row correctness with NaN where no OOF (None for multilabel), fold -> segment accuracy) of one run."""
     y, folds = load_fold_table(r, workdir)
     if len(y) != len(r.oof):
         raise EnsembleError(f"run {r.name}: oof.npy has {len(r.oof)} rows but its fold file has {len(y)}",
                             "re-train the run on the current fold file")
     check_finite(r, folds, oof_only=True)
-    have = ~np.isnan(r.oof).any(1)
-    scores = {int(k): v for k, v in per_fold_metrics(y, r.oof, folds, r.config.get("targets", [])).items()}
-    corr = np.full(len(y), np.nan)
-    corr[have] = (r.oof[have].argmax(1) == y[have]).astype(float)
+    scores = {int(k): v for k, v in per_fold_metrics(y, r.oof, folds, r.config.get("targets", []), task_of(r)).items()}
+    corr = row_correctness(r, y)
     seg = {int(k): v["segment_accuracy"] for k, v in r.metrics.get("folds", {}).items() if "segment_accuracy" in v}
     return scores, corr, seg
 
@@ -91,8 +134,9 @@ def score_models(models: list[Model], workdir: str | Path) -> None:
             if any(f != folds[0] for f in folds):
                 raise EnsembleError(f"seed runs {[r.name for r in runs]} of {m.label} cover different folds {folds}; train every fold of each")
             m.scores[col] = {k: {name: float(np.mean([p[0][k][name] for p in parts])) for name in parts[0][0][k]} for k in folds[0]}
-            corr = np.mean([p[1] for p in parts], axis=0)  # NaN where any seed lacks the row
-            m.correct[col] = np.where(np.isnan(corr), np.nan, (corr > 0.5).astype(float))
+            if all(p[1] is not None for p in parts):  # classification: majority of seeds right
+                corr = np.mean([p[1] for p in parts], axis=0)  # NaN where any seed lacks the row
+                m.correct[col] = np.where(np.isnan(corr), np.nan, (corr > 0.5).astype(float))
             if all(p[2] for p in parts):
                 m.segment[col] = {k: float(np.mean([p[2][k] for p in parts])) for k in parts[0][2]}
 

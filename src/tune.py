@@ -324,25 +324,39 @@ def progress_line(t: FrozenTrial) -> str:
 
 
 
+TABLE_METRICS = {"classification": ("accuracy", "macro_f1"), "multilabel": ("roc_auc", "cmap", "lwlrap", "macro_f1"),
+                 "regression": ("spearman", "rmse")}
+
+
+def table_metrics(study: optuna.Study) -> tuple[str, ...]:
+    """The mean-over-folds metrics shown per trial: those of the task the trials were scored on (a multi-label
+    study has no accuracy), recognised from the first trial that recorded its mean metrics."""
+    for t in study.get_trials(deepcopy=False):
+        mm = t.user_attrs.get("mean_metrics")
+        if mm:
+            return next((names for names in TABLE_METRICS.values() if names[0] in mm), TABLE_METRICS["classification"])
+    return TABLE_METRICS["classification"]
+
+
 def trial_table(study: optuna.Study) -> pd.DataFrame:
-    rows = []
+    rows, names = [], table_metrics(study)
     for t in study.get_trials(deepcopy=False):
         mm = t.user_attrs.get("mean_metrics", {})
         rows.append({"trial": t.number, "state": t.state.name, "value": t.value,
                      **{f"fold{k}": v for k, v in t.user_attrs.get("fold_scores", {}).items()},
-                     "accuracy": mm.get("accuracy"), "macro_f1": mm.get("macro_f1"), "seconds": _elapsed(t),
-                     "params": json.dumps(t.params, default=str)})
+                     **{n: mm.get(n) for n in names}, "seconds": _elapsed(t), "params": json.dumps(t.params, default=str)})
     return pd.DataFrame(rows)
 
 
 def grid_table(study: optuna.Study, keys: list[str]) -> pd.DataFrame:
-    """One row per grid point: accuracy, macro-F1 (means over folds) and wall time of the run."""
-    rows = []
+    """One row per grid point: the task's summary metrics (accuracy, macro-F1 for classification; means over folds)
+    and wall time of the run."""
+    rows, names = [], table_metrics(study)
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         mm = t.user_attrs.get("mean_metrics", {})
-        rows.append({**{k: t.params.get(k) for k in keys}, "accuracy": mm.get("accuracy"), "macro_f1": mm.get("macro_f1"),
+        rows.append({**{k: t.params.get(k) for k in keys}, **{n: mm.get(n) for n in names},
                      "value": t.value, "seconds": t.user_attrs.get("seconds", _elapsed(t)), "trial": t.number})
-    df = pd.DataFrame(rows, columns=[*keys, "accuracy", "macro_f1", "value", "seconds", "trial"])
+    df = pd.DataFrame(rows, columns=[*keys, *names, "value", "seconds", "trial"])
     return df.sort_values(keys, kind="stable").reset_index(drop=True) if len(df) else df
 
 
