@@ -61,9 +61,9 @@ def autocast(device: torch.device, tc: TrainConfig):
     return torch.autocast("cuda", dtype=dtype)
 
 
-def batches(n: int, batch_size: int, rng: np.random.Generator | None, order: np.ndarray | None = None):
-    """Index batches of ``order`` (class-balanced draws), else shuffled with ``rng`` (training) or in order (evaluation)."""
-    idx = order if order is not None else rng.permutation(n) if rng is not None else np.arange(n)
+def batches(n: int, batch_size: int, rng: np.random.Generator | None):
+    """Index batches, shuffled with ``rng`` or in order (evaluation; training plans its epochs in src.loader)."""
+    idx = rng.permutation(n) if rng is not None else np.arange(n)
     for s in range(0, n, batch_size):
         yield idx[s:s + batch_size]
 

@@ -106,6 +106,8 @@ class TrainConfig:
     task_weights: list[float] | None = setting(None, "per-target loss weights (regression with several targets)", REGRESSION, NEURAL)
     aggregate: Literal["mean", "max", "logmean"] = setting("mean", "segment -> clip aggregation of probabilities (multilabel: "
                                                            "max is the per-class maximum, not renormalised)", CLASSIFICATION)
+    loader_workers: int = setting(-1, "background processes preparing training batches from the memory-mapped cache "
+                                      "(-1: auto — none on CPU, up to 8 with CUDA; results do not depend on it)", NEURAL)
     overfit_batches: int = setting(0, "train and validate on N fixed batches: can the net fit at all?", NEURAL, flag="--overfit-batch")
     plots: bool = setting(True, "write curves.png / confusion.png")
     run_id: str = setting("", "run folder name under runs/ (default: <name>-<model>-<time>); reuse it to resume")

@@ -30,12 +30,13 @@ from torch import nn
 
 from . import cli
 from .artifacts import atomic_path, code_version, read_json, save_torch, setup_logging, write_json, write_npz
-from .augment import affine, crop_time, mix_batch, spec_augment
+from .augment import crop_time, mix_batch, spec_augment
 from .config import TASK_METRICS, WorkspaceConfig, load_config, signature_diff
 from .errors import ConfigError, RunError
 from .features import Items, Prepared, prepare, run_recipe
 from .folds import fold_numbers, fold_path, load_folds_for
-from .inference import Wrapped, aggregate, autocast, batches, decode, predict, resolve_device
+from .inference import Wrapped, aggregate, autocast, decode, predict, resolve_device
+from .loader import batch_loader, epoch_plan, streaming_stats, take_rows
 from .metrics import compute_metrics, greater_is_better
 from .models import create_model, get_spec
 from .optim import Step, optimisation
@@ -67,15 +68,22 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def input_stats(X: np.ndarray, spec_input: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Per-feature (vector) or per-frequency-bin (spec) mean/std of the training fold."""
-    axes = (0, 2) if spec_input else (0,)
-    mean = X.mean(axis=axes, dtype=np.float64)
-    std = X.std(axis=axes, dtype=np.float64)
-    std = np.where(std > 1e-8, std, 1.0)
-    if spec_input:
-        mean, std = mean[:, None], std[:, None]  # broadcast over time
-    return mean.astype(np.float32), std.astype(np.float32)
+def input_stats(X, spec_input: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature (vector) or per-frequency-bin (spec) mean/std of the training fold, read in chunks (src.loader)."""
+    return streaming_stats(X, spec_input)
+
+
+def epoch_batches(X, y: np.ndarray, tc: TrainConfig, rng: np.random.Generator, device: torch.device, fill: float,
+                  weights: np.ndarray | None, waves: Callable | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The epoch's (inputs, targets) on ``device``: from the cache through src.loader's DataLoader (background workers,
+    pinned memory), or with ``waves`` (src.waveaug) augmented audio turned into log-mel on the device."""
+    plan = epoch_plan(len(X), tc.batch_size, rng, weights)
+    if waves is not None:
+        for b, seed in zip(plan.batches, plan.seeds):
+            yield waves(b, np.random.default_rng(int(seed)), device, fill), torch.from_numpy(y[b]).to(device)  # (B, n_mels, T)
+        return
+    for xb, yb in batch_loader(X, y, plan, tc, fill, device):
+        yield xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
 
 
 def train_one_epoch(model: Wrapped, X: np.ndarray, y: np.ndarray, st: Step, tc: TrainConfig,
@@ -86,18 +94,7 @@ def train_one_epoch(model: Wrapped, X: np.ndarray, y: np.ndarray, st: Step, tc: 
     aug = tc
     model.train()
     total, n = 0.0, 0
-    order = None if weights is None else rng.choice(len(X), size=len(X), p=weights)
-    for b in batches(len(X), tc.batch_size, rng, order):
-        if len(b) < 2 and len(X) > 1:
-            continue  # BatchNorm cannot train on a batch of one
-        xb = X[b] if waves is None else waves(b, rng, device, fill)  # waves: (B, n_mels, T) tensor on the device, cropped
-        if xb.ndim == 3 and waves is None:
-            xb = crop_time(xb, aug.crop_frames, rng)  # (B, F, T) -> (B, F, crop)
-            if aug.rotate or aug.shift or aug.scale:
-                xb = affine(xb, aug, int(rng.integers(2**31)), fill)
-        if waves is None:
-            xb = torch.from_numpy(np.ascontiguousarray(xb)).to(device, non_blocking=True)
-        yb = torch.from_numpy(y[b]).to(device)
+    for xb, yb in epoch_batches(X, y, tc, rng, device, fill, weights, waves):
         if st.n_classes and (aug.mixup_alpha or aug.cutmix_alpha):
             xb, yb = mix_batch(xb, yb, aug, rng, st.n_classes)  # soft targets (B, C)
         if st.multilabel and tc.label_smoothing:
@@ -117,8 +114,8 @@ def train_one_epoch(model: Wrapped, X: np.ndarray, y: np.ndarray, st: Step, tc: 
             st.scaler.update()
         if st.sched is not None and st.per_step:
             st.sched.step()
-        total += loss.item() * len(b)
-        n += len(b)
+        total += loss.item() * len(xb)
+        n += len(xb)
     return total / max(n, 1)
 
 
@@ -146,7 +143,7 @@ def evaluate(model: Wrapped, X: np.ndarray, y_items: np.ndarray, item_row: np.nd
 
 @dataclass
 class FoldData:
-    """Items of one fold, loaded into memory (from the memory-mapped cache) once."""
+    """Items of one fold: lazy views of the memory-mapped cache (spectrograms; read batch by batch) or arrays (vectors)."""
 
     X_tr: np.ndarray
     y_tr: np.ndarray
@@ -159,8 +156,7 @@ class FoldData:
 def fold_data(train: Items, y_rows: np.ndarray, fold_of_row: np.ndarray, k: int) -> FoldData:
     is_val = fold_of_row[train.row] == k
     tr_idx, va_idx = np.flatnonzero(~is_val), np.flatnonzero(is_val)
-    X_tr = np.asarray(train.X[tr_idx], dtype=np.float32)
-    X_va = np.asarray(train.X[va_idx], dtype=np.float32)
+    X_tr, X_va = take_rows(train.X, tr_idx), take_rows(train.X, va_idx)  # memory-mapped views for spectrograms: nothing read yet
     return FoldData(X_tr, y_rows[train.row[tr_idx]], X_va, y_rows[train.row[va_idx]], train.row[va_idx])
 
 

@@ -32,6 +32,7 @@ import torch
 from .config import AUDIO_EXTENSIONS, AudioConfig, WorkspaceConfig
 from .errors import ConfigError
 from .features import WAVE_RECIPE, Items, Prepared, _Extractor, run_recipe
+from .loader import per_item
 from .settings import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -142,13 +143,13 @@ def fold_waves(prep: Prepared, tc: TrainConfig, train: Items, fold_of_row: np.nd
     tr_idx = np.flatnonzero(fold_of_row[train.row] != k)  # = fold_data's training items
     rows = train.row[tr_idx]
     top = np.full(train.n_rows, -np.inf, dtype=np.float32)
-    np.maximum.at(top, rows, X_tr.max(axis=(1, 2)))  # (n_rows,) each clip's top over its training items
+    np.maximum.at(top, rows, per_item(X_tr, lambda x: x.max(axis=(1, 2))))  # (n_rows,) each clip's top over its training items
     low = np.full(train.n_rows, np.inf, dtype=np.float32)
-    np.minimum.at(low, rows, X_tr.min(axis=(1, 2)))
+    np.minimum.at(low, rows, per_item(X_tr, lambda x: x.min(axis=(1, 2))))
     top = np.maximum(top, low + prep.cfg.audio.top_db)  # exact where the cache floored (frames past the last segment count)
     bank = noise_bank(tc.noise_dir, prep.cfg.audio.sample_rate) if tc.noise_dir and tc.noise_p else None
     single = np.bincount(train.row, minlength=train.n_rows)[rows] == 1  # clips of one segment: maybe shorter than it
-    return WaveBatches(prep.cfg.audio, tc, waves.X, tr_idx, top[rows], bank, np.where(single, valid_frames(X_tr), X_tr.shape[-1]))
+    return WaveBatches(prep.cfg.audio, tc, waves.X, tr_idx, top[rows], bank, np.where(single, per_item(X_tr, valid_frames), X_tr.shape[-1]))
 
 
 def valid_frames(X: np.ndarray) -> np.ndarray:
