@@ -471,11 +471,14 @@ def find_weights(spec: dict) -> Path:
                         f"{listing()}): push the kernel again with python -m src.kaggle push-inference")
 
 
-def write_submission(spec: dict, config: Path, predictions: Path, out: Path) -> int:
+def write_submission(spec: dict, config: Path, predictions: Path, out: Path, aggregate: tuple[str, bool] = ("mean", True)) -> int:
     """predictions CSV (``path`` + one column per class) -> ``out`` in sample_submission's format, validated.
 
     Uses the workspace's own code (importable once the code dataset is found): ``src.data`` maps each
     test file to its id, ``src.submit`` builds and validates the submission exactly as for a local run.
+    A windowed test set (``[test] window_seconds``, BirdCLEF) is built from the ``<predictions>_timeline.csv``
+    that ``src.predict --timeline`` wrote: the run's own segments, aggregated into each test window (``aggregate``:
+    the run's segment -> row rule, as for its ``test.npy``).
     """
     import pandas as pd
 
@@ -487,20 +490,64 @@ def write_submission(spec: dict, config: Path, predictions: Path, out: Path) -> 
     ds = load_dataset(cfg)
     if ds.sample_submission is None:
         raise KernelFailure(f"{spec['config']}: [data] sample_submission is not set; a code competition scores submission.csv")
-    pred = pd.read_csv(predictions)
-    labels = [c for c in pred.columns if c not in ("path", "prediction")]
-    ids = {str(Path(p).resolve()): str(i) for i, p in zip(ds.test["id"], ds.test["path"])}
-    missing = [p for p in pred["path"] if str(Path(p).resolve()) not in ids]
-    if missing:
-        raise KernelFailure(f"{len(missing)} predicted file(s) are not test rows of {spec['config']} (e.g. {missing[:2]})")
-    test_ids = [ids[str(Path(p).resolve())] for p in pred["path"]]
+    windowed = cfg.test.window_seconds is not None
+    if windowed:
+        timeline = pd.read_csv(predictions.with_name(predictions.stem + "_timeline.csv"))
+        labels = [c for c in timeline.columns if c not in ("file", "start_s", "end_s", "partial", "top", "top_smoothed")]
+        values, test_ids = window_predictions(ds.test, timeline, labels, aggregate), ds.test["id"].astype(str).tolist()
+    else:
+        pred = pd.read_csv(predictions)
+        labels = [c for c in pred.columns if c not in ("path", "prediction")]
+        ids = {str(Path(p).resolve()): str(i) for i, p in zip(ds.test["id"], ds.test["path"])}
+        missing = [p for p in pred["path"] if str(Path(p).resolve()) not in ids]
+        if missing:
+            raise KernelFailure(f"{len(missing)} predicted file(s) are not test rows of {spec['config']} (e.g. {missing[:2]})")
+        values, test_ids = pred[labels].to_numpy(float), [ids[str(Path(p).resolve())] for p in pred["path"]]
     classes = list(ds.classes) if cfg.has_classes else labels
     id_col = sample_id_column(cfg, ds.sample_submission)
-    sub = build_submission(pred[labels].to_numpy(float), test_ids, ds.sample_submission, id_col, classes, cfg.task)
-    validate_submission(sub, ds.sample_submission, id_col, ds.classes if cfg.has_classes else None, task=cfg.task)
+    sub = build_submission(values, test_ids, ds.sample_submission, id_col, classes, cfg.task, windowed=windowed)
+    validate_submission(sub, ds.sample_submission, id_col, ds.classes if cfg.has_classes else None, task=cfg.task, windowed=windowed)
     out.parent.mkdir(parents=True, exist_ok=True)
     sub.to_csv(out, index=False)
     return len(sub)
+
+
+def window_predictions(test, timeline, labels: list[str], aggregate: tuple[str, bool]):
+    """(n_test_rows, C): every test window's timeline rows (the run's segments whose midpoint lies inside it: the
+    segment grid of a whole file drifts from the windows' by the frame rounding of the segment hop) aggregated with
+    ``aggregate`` = (how, renormalise), as src.train aggregates a window's segments into its test row."""
+    import numpy as np
+
+    from src.inference import aggregate as combine
+
+    timeline = timeline.assign(mid_s=(timeline["start_s"] + timeline["end_s"]) / 2)
+    by_file = {str(Path(f).resolve()): g.sort_values("mid_s") for f, g in timeline.groupby("file")}
+    items, rows = [], []
+    for r, (path, start, end) in enumerate(zip(test["path"], test["start_s"], test["end_s"])):
+        g = by_file.get(str(Path(path).resolve()))
+        mids = g["mid_s"].to_numpy() if g is not None else np.zeros(0)
+        lo, hi = np.searchsorted(mids, start), np.searchsorted(mids, end)
+        if hi <= lo:
+            raise KernelFailure(f"test window {test['id'].iloc[r]!r} ({path} {start:g}-{end:g} s) has no predicted segment",
+                                "the timeline must cover every test window: check [test] window_seconds against the run's segments")
+        part = g.iloc[lo:hi]
+        if (~part["partial"].astype(bool)).any():  # the file's padded last segment: the test path keeps whole segments only
+            part = part[~part["partial"].astype(bool)]
+        items.append(part[labels].to_numpy(np.float64))
+        rows += [r] * len(part)
+    how, normalise = aggregate
+    fill = np.zeros(len(labels))
+    return combine(np.concatenate(items), np.asarray(rows), len(test), fill, how, normalise).astype(np.float64)
+
+
+def run_aggregate(run: Path) -> tuple[str, bool]:
+    """(how, renormalise) of the run's segment -> row aggregation, from its config.json (an ensemble: its first member's)."""
+    config = json.loads((run / "config.json").read_text())
+    if "train" not in config and config.get("members"):
+        return run_aggregate(run.parent / Path(config["members"][0]).name)
+    task = config.get("task", "classification")
+    how = config.get("train", {}).get("aggregate", "mean") if task != "regression" else "mean"
+    return how, task == "classification"
 
 
 def run_inference(spec: dict, report: Report, code_dir: Path, device: str) -> int:
@@ -517,12 +564,14 @@ def run_inference(spec: dict, report: Report, code_dir: Path, device: str) -> in
     (weights / "runs").symlink_to(find_weights(spec) / "runs", target_is_directory=True)
     preds = working_dir() / "predictions" / f"{spec['run_id']}.csv"
     argv = [spec["run_id"], str(test_dir), "--out", str(preds), "--workdir", str(weights), "--device", device, *spec.get("args", [])]
+    if c.test.window_seconds is not None:  # per-window rows (BirdCLEF): the run's own segments, aggregated per window below
+        argv.append("--timeline")
     print("$ python -m src.predict " + " ".join(argv), flush=True)
     report.update(status="running", command=["python", "-m", "src.predict", *argv], test_dir=str(test_dir))
     rc = run_module("src.predict", argv, code_dir)
     if rc != 0:
         return rc
-    rows = write_submission(spec, cfg, preds, working_dir() / "submission.csv")
+    rows = write_submission(spec, cfg, preds, working_dir() / "submission.csv", run_aggregate(weights / "runs" / spec["run_id"]))
     print(f"submission.csv: {rows} rows, validated against sample_submission.csv", flush=True)
     report.update(submission="submission.csv", submission_rows=rows)
     return 0

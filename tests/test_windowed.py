@@ -127,6 +127,26 @@ def test_birdclef_folds_train_submit(birdclef, capsys):
     validate_submission(sub, sample, "row_id", CLASSES, task="multilabel", windowed=True)
 
 
+def test_inference_kernel_builds_window_rows_from_the_timeline(birdclef, tmp_path):
+    """The code-competition path: src.predict --timeline on the test soundscapes (the run's own 0.25-s segments), then
+    kernel_runner aggregates them into the 1-s windows; it must agree with the run's test.npy, whose windows were
+    decoded one by one (their edge frames see no audio beyond the window, hence the tolerance)."""
+    from src import kernel_runner
+    from src.predict import main as predict_main
+
+    comp, root = birdclef
+    run = load_run("bc-cnn", root)  # trained by the test above
+    preds = tmp_path / "preds.csv"
+    predict_main(["bc-cnn", str(comp.root / "test_soundscapes"), "--out", str(preds), "--workdir", str(root), "--timeline"])
+    out = tmp_path / "submission.csv"
+    how = kernel_runner.run_aggregate(run.root)
+    assert how == ("mean", False)
+    n = kernel_runner.write_submission({"config": str(comp.config)}, comp.config, preds, out, how)
+    sub = pd.read_csv(out, dtype={"row_id": str})
+    assert n == len(comp.extra["test_rows"]) and sub["row_id"].tolist() == comp.extra["test_rows"]
+    np.testing.assert_allclose(sub[run.config["classes"]].to_numpy(), run.test, atol=0.02)
+
+
 IDS = ["s_5", "s_10", "t_5", "t_10"]
 SAMPLE = pd.DataFrame({"row_id": ["s_5", "s_10"], "b": 0.0, "a": 0.0})  # lists only some windows, columns not sorted
 P = np.array([[0.9, 0.1], [0.0, 0.0], [0.2, 0.7], [0.6, 0.6]])  # (n, C) sigmoids over classes [a, b]
