@@ -26,30 +26,31 @@ class AudioError(DataError):
         super().__init__(f"{path}: {problem}")
 
 
-def _read_soundfile(path: Path) -> tuple[np.ndarray, int]:
-    """(n_samples, n_channels) float32 and the file's rate."""
+def _read_soundfile(path: Path, seconds: float | None = None) -> tuple[np.ndarray, int]:
+    """(n_samples, n_channels) float32 and the file's rate; with ``seconds``, only the first that many are decoded."""
     import soundfile as sf
 
-    data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    return data, int(sr)
+    with sf.SoundFile(str(path)) as f:
+        frames = int(np.ceil(seconds * f.samplerate)) if seconds else -1
+        return f.read(frames=frames, dtype="float32", always_2d=True), int(f.samplerate)
 
 
-def _read_librosa(path: Path) -> tuple[np.ndarray, int]:
+def _read_librosa(path: Path, seconds: float | None = None) -> tuple[np.ndarray, int]:
     """(n_samples, n_channels) float32 and the file's rate; channels are kept so a cancelling mix can be named."""
     import librosa
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # librosa warns about the audioread fallback
-        y, sr = librosa.load(str(path), sr=None, mono=False)  # (channels, n) or (n,)
+        y, sr = librosa.load(str(path), sr=None, mono=False, duration=seconds)  # (channels, n) or (n,)
     return np.atleast_2d(y).T.astype(np.float32), int(sr)
 
 
-def _decode(path: Path) -> tuple[np.ndarray, int]:
-    """Try each decoder in turn; keep every decoder's message for the error."""
+def _decode(path: Path, seconds: float | None = None) -> tuple[np.ndarray, int]:
+    """Try each decoder in turn (only the first ``seconds`` when given); keep every decoder's message for the error."""
     errors = []
     for reader in (_read_soundfile, _read_librosa):
         try:
-            return reader(path)
+            return reader(path, seconds)
         except Exception as exc:  # each decoder raises its own types; we keep all messages
             errors.append(f"{reader.__name__.removeprefix('_read_')}: {type(exc).__name__}: {exc}")
     raise AudioError(path, "cannot decode audio (corrupt or unsupported format); " + " | ".join(errors))
@@ -89,7 +90,8 @@ def load_audio(
     if window is not None:
         return load_window(path, sample_rate, window[0], window[1], max_seconds)
     path = _check_file(path)
-    data, sr = _decode(path)
+    # a 10-min file cropped to 30 s decodes 30 s (+ a margin: the resampler sees the context a whole-file decode gives it)
+    data, sr = _decode(path, max_seconds + WINDOW_MARGIN_SECONDS if max_seconds else None)
     y = data.mean(axis=1)
     if y.size == 0:
         raise AudioError(path, "decoded to 0 samples (empty clip)")
