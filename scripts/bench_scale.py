@@ -146,11 +146,14 @@ def run_stages(cfg_path: Path, root: Path, workers: int | None) -> dict:
     t0 = time.perf_counter()
     run = run_training(cfg, tc, root, prep)
     out["train_s"] = time.perf_counter() - t0
-    hist = json.loads((run / "fold0_metrics.json").read_text())["history"][0]
+    fold = json.loads((run / "fold0_metrics.json").read_text())
+    hist = fold["history"][0]
     items = prep.items("spec", "train")
     n_train_segments = int((folds["fold"].to_numpy()[items.row] != 0).sum())
-    out.update(epoch_s=hist["seconds"], train_segments=n_train_segments, segments_per_s=n_train_segments / hist["seconds"],
-               val_accuracy=hist["val_accuracy"])
+    meta = json.loads(next((root / "cache" / "features").glob("bench-*/meta.json")).read_text())
+    out.update(epoch_s=hist["seconds"], train_s_epoch=hist["train_seconds"], train_segments=n_train_segments,
+               segments_per_s=hist["train_items_per_s"], val_accuracy=hist["val_accuracy"], **fold["timing"],
+               decode_worker_s=meta.get("decode_worker_seconds"), featurise_worker_s=meta.get("featurise_worker_seconds"))
     out["predict_s"] = _predict(run, cfg, root)
     out["cache_gb"] = folder_gb(root / "cache" / "features")
     return out

@@ -77,13 +77,19 @@ def epoch_batches(X, y: np.ndarray, tc: TrainConfig, rng: np.random.Generator, d
                   weights: np.ndarray | None, waves: Callable | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """The epoch's (inputs, targets) on ``device``: from the cache through src.loader's DataLoader (background workers,
     pinned memory), or with ``waves`` (src.waveaug) augmented audio turned into log-mel on the device."""
+    from tqdm.auto import tqdm
+
     plan = epoch_plan(len(X), tc.batch_size, rng, weights)
-    if waves is not None:
-        for b, seed in zip(plan.batches, plan.seeds):
-            yield waves(b, np.random.default_rng(int(seed)), device, fill), torch.from_numpy(y[b]).to(device)  # (B, n_mels, T)
-        return
-    for xb, yb in batch_loader(X, y, plan, tc, fill, device):
-        yield xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+    bar = tqdm(total=len(plan.batches), desc="train", unit="batch", leave=False, disable=None)  # rate and ETA on a terminal
+    with bar:
+        if waves is not None:
+            for b, seed in zip(plan.batches, plan.seeds):
+                yield waves(b, np.random.default_rng(int(seed)), device, fill), torch.from_numpy(y[b]).to(device)  # (B, n_mels, T)
+                bar.update()
+            return
+        for xb, yb in batch_loader(X, y, plan, tc, fill, device):
+            yield xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+            bar.update()
 
 
 def train_one_epoch(model: Wrapped, X: np.ndarray, y: np.ndarray, st: Step, tc: TrainConfig,
@@ -225,13 +231,15 @@ def fit_fold(prep: Prepared, tc: TrainConfig, fd: FoldData, k: int, device: torc
         if freezer is not None:
             freezer.apply(epoch)  # epochs count from 1
         tl = train_one_epoch(model, fd.X_tr, y_tr, st, tc, rng, device, float(model.x_mean.mean()), weights, fd.waves)
+        t_train = time.perf_counter() - t0
         check_finite(tl, k, epoch, tc)
         m, _, _ = evaluate(model, fd.X_va, fd.y_va, fd.row_va, _rows_target(fd), val_loss, tc, task,
                            prep.ds.targets, fill, device)
         if st.sched is not None and not st.per_step:
             st.sched.step(m[tc.metric]) if tc.scheduler == "plateau" else st.sched.step()
         history.append({"epoch": epoch, "train_loss": tl, "val_loss": m["loss"], **{f"val_{a}": b for a, b in m.items() if a != "loss"},
-                        "lr": st.opt.param_groups[-1]["lr"], "seconds": time.perf_counter() - t0})
+                        "lr": st.opt.param_groups[-1]["lr"], "seconds": time.perf_counter() - t0, "train_seconds": t_train,
+                        "train_items_per_s": len(fd.X_tr) / max(t_train, 1e-9)})
         log.info("fold %d epoch %3d  train_loss %.4f  val_loss %.4f  val_%s %.4f  (%.1fs)", k, epoch, tl, m["loss"], tc.metric,
                  m[tc.metric], history[-1]["seconds"])
         if on_epoch is not None:
@@ -330,6 +338,7 @@ def train_fold(prep: Prepared, tc: TrainConfig, run: RunFolder, items: dict[str,
     fill = _prior(fd.y_tr, n_out, task)
     how = clip_aggregation(tc, task)
     preds: dict[str, np.ndarray] = {}
+    t0 = time.perf_counter()
     for split in ("test", "holdout"):
         it = items[split]
         out = fitted.predict(it.X) if len(it.row) else np.zeros((0, n_out))
@@ -341,7 +350,9 @@ def train_fold(prep: Prepared, tc: TrainConfig, run: RunFolder, items: dict[str,
                            "input_shape": list(crop_time(fd.X_tr[:1], tc.crop_frames, None).shape[1:]) if spec.input == "spec" else None,
                            "recipe": run_recipe(spec.recipe, tc),
                            "targets": ds.targets, "fold": k, "best": fitted.best})
-    write_json(run.root / f"fold{k}_metrics.json", {"best": fitted.best, "history": fitted.history})
+    timing = {"predict_seconds": round(time.perf_counter() - t0, 3),
+              "predict_items": int(len(items["test"].row) + len(items["holdout"].row) + len(fd.row_va))}
+    write_json(run.root / f"fold{k}_metrics.json", {"best": fitted.best, "history": fitted.history, "timing": timing})
     write_npz(run.root / f"fold{k}_preds.npz", val_rows=rows, val=preds["val"], test=preds["test"], holdout=preds["holdout"])
     return fitted.best
 
