@@ -7,6 +7,11 @@ features -> folds -> MLP and CNN on every fold -> ensemble -> submission and
 prints the CV table. Classes differ in timbre, pitch and rhythm; each class
 has several "artists" whose clips share a pitch/tempo signature, and folds are
 grouped by artist, so the CV score measures generalisation to new artists.
+
+``python -m src.demo --multilabel`` runs the multi-label counterpart (``configs/demo_multilabel.toml``,
+``data/demo_multilabel/``): training clips hold 1-3 overlapping events, the test set is BirdCLEF-shaped (long
+soundscapes predicted per 5-s window, ``row_id = <soundscape>_<end>``, one probability column per class), and the
+submission is scored against hidden window labels by macro ROC-AUC, cmAP and lwlrap.
 """
 from __future__ import annotations
 
@@ -88,7 +93,109 @@ def synthesize(root: Path, n_per_class: int = 60, n_test: int = 64, artists_per_
     write_json(marker, want)
 
 
-def cv_table(run_dirs: list[Path]) -> pd.DataFrame:
+# ----------------------------------------------------------------------------- the multi-label demo (--multilabel)
+
+ML_CONFIG = CONFIG.parent / "demo_multilabel.toml"
+ML_VERSION = 1
+ML_WINDOW = 5  # seconds per test window, as the config's [test] window_seconds
+
+
+def synth_events(labels: list[str], sigs: dict[str, tuple[float, float]], rng: np.random.Generator, seconds: float) -> np.ndarray:
+    """Overlapping sound events: the classes' clips summed, the first at 0 dB and the others at -6..0 dB; noise alone
+    when ``labels`` is empty (a window where nothing calls)."""
+    n = int(seconds * SR)
+    y = rng.normal(0, 0.05, n)
+    for k, c in enumerate(labels):
+        y = y + synth_clip(c, *sigs[c], rng, seconds)[:n] * (1.0 if k == 0 else 10 ** (rng.uniform(-6, 0) / 20))
+    return (0.7 * y / (np.abs(y).max() + 1e-9)).astype(np.float32)
+
+
+def _label_set(rng: np.random.Generator, sizes: tuple[int, ...], p: tuple[float, ...]) -> list[str]:
+    """A random set of classes whose size is drawn from ``sizes`` with probabilities ``p``."""
+    k = int(rng.choice(sizes, p=p))
+    return [CLASSES[i] for i in rng.choice(len(CLASSES), size=k, replace=False)]
+
+
+def synthesize_multilabel(root: Path, n_train: int = 120, n_soundscapes: int = 4, soundscape_seconds: int = 30,
+                          sites: int = 6, seed: int = 0) -> None:
+    """Write the multi-label demo (skipped when a complete copy of this version exists).
+
+    ``train/*.wav``: 2-s clips of 1-3 overlapping events recorded at one of ``sites`` sites (each class sounds a little
+    different per site; folds are grouped by site); ``train.csv`` (filename, labels "a,b", artist = site).
+    ``test_soundscapes/*.wav``: long recordings from two unseen sites, 0-2 events per ``ML_WINDOW``-s window;
+    ``sample_submission.csv`` (row_id ``<soundscape>_<end>``, one probability column per class) and the hidden
+    ``test_solution.csv`` (the same rows, 0/1 per class), the BirdCLEF layout.
+    """
+    import soundfile as sf
+
+    marker = root / "demo.json"
+    want = {"version": ML_VERSION, "n_train": n_train, "n_soundscapes": n_soundscapes, "seconds": soundscape_seconds,
+            "sites": sites, "seed": seed}
+    if marker.is_file() and read_json(marker) == want:
+        log.info("demo data already in %s", root)
+        return
+    if root.exists():
+        shutil.rmtree(root)
+    rng = np.random.default_rng(seed)
+    site_sigs = [{c: (rng.uniform(*PITCH[c]), rng.uniform(1.0, 3.0)) for c in CLASSES} for _ in range(sites + 2)]
+    (root / "train").mkdir(parents=True)
+    (root / "test_soundscapes").mkdir(parents=True)
+    rows = []
+    for i in range(n_train):
+        labels, site = _label_set(rng, (1, 2, 3), (0.45, 0.4, 0.15)), i % sites
+        sf.write(root / "train" / f"c{i:04d}.wav", synth_events(labels, site_sigs[site], rng, 2.0), SR)
+        rows.append({"filename": f"c{i:04d}.wav", "labels": ",".join(labels), "artist": f"site{site}"})
+    solution = []
+    for j in range(n_soundscapes):  # soundscapes come from sites never seen in training
+        sid, sigs = f"soundscape_{j:02d}", site_sigs[sites + j % 2]
+        parts = []
+        for end in range(ML_WINDOW, soundscape_seconds + 1, ML_WINDOW):
+            labels = _label_set(rng, (0, 1, 2), (0.2, 0.5, 0.3))
+            parts.append(synth_events(labels, sigs, rng, ML_WINDOW))
+            solution.append({"row_id": f"{sid}_{end}", **{c: int(c in labels) for c in CLASSES}})
+        sf.write(root / "test_soundscapes" / f"{sid}.wav", np.concatenate(parts), SR)
+    write_csv(root / "train.csv", pd.DataFrame(rows))
+    solution_df = pd.DataFrame(solution)
+    write_csv(root / "sample_submission.csv", solution_df.assign(**{c: 0.0 for c in CLASSES}))
+    write_csv(root / "test_solution.csv", solution_df)  # hidden labels, to score the submission
+    write_json(marker, want)
+
+
+def run_multilabel_demo(workdir: Path, epochs: int = 20, fresh: bool = True, synth: dict | None = None) -> dict[str, Path]:
+    """Synthesise the multi-label demo, then folds -> MLP and CNN -> mean ensemble -> windowed submission.
+
+    ``synth``: keyword arguments of :func:`synthesize_multilabel` (the tests make a smaller one)."""
+    from .config import load_config
+    from .ensemble import ensemble
+    from .features import prepare
+    from .submit import submit
+
+    t0 = time.perf_counter()
+    config = _workdir_config(workdir, ML_CONFIG)
+    data_root = (config.parent / "../data/demo_multilabel").resolve()  # the config's [data] root
+    synthesize_multilabel(data_root, **(synth or {}))
+    cfg = load_config(config)
+    prep = prepare(cfg, workdir)
+    log.info("features ready (%.1fs)", time.perf_counter() - t0)
+    fp = _write_folds(prep, workdir)
+    runs = _train_runs(prep, workdir, "demo-ml", epochs, fresh)
+    ens = ensemble([str(r) for r in runs], "demo-ml-ens", workdir)
+    sub = submit(str(ens), "demo-ml-ens", "multi-label demo: mean of MLP and CNN", workdir)
+    return {"config": config, "data": data_root, "folds": fp, "runs": runs, "ensemble": ens, "submission": sub,
+            "seconds": time.perf_counter() - t0}
+
+
+def score_windows(submission: Path, solution: Path) -> dict[str, float]:
+    """Macro ROC-AUC, padded cmAP and lwlrap of a windowed submission against the hidden 0/1 solution (rows by row_id)."""
+    from .metrics import lwlrap, macro_roc_auc, padded_cmap
+
+    sol = pd.read_csv(solution).set_index("row_id")
+    sub = pd.read_csv(submission).set_index("row_id").loc[sol.index, sol.columns]
+    Y, P = sol.to_numpy(float), sub.to_numpy(float)  # (n_windows, C)
+    return {"roc_auc": macro_roc_auc(Y, P), "cmap": padded_cmap(Y, P), "lwlrap": lwlrap(Y, P), "rows": len(sol)}
+
+
+def cv_table(run_dirs: list[Path], extra: tuple[str, ...] = ("macro_f1",)) -> pd.DataFrame:
     rows = []
     for rd in run_dirs:
         m = read_json(rd / "metrics.json")
@@ -98,56 +205,103 @@ def cv_table(run_dirs: list[Path]) -> pd.DataFrame:
             row[f"{metric} mean±std"] = f"{m['mean'][metric]:.4f} ± {m['std'][metric]:.4f}"
             row.update({f"fold{k}": round(v[metric], 4) for k, v in m["folds"].items()})
         row[f"OOF {metric}"] = round(m["oof"][metric], 4)
-        row["OOF macro_f1"] = round(m["oof"]["macro_f1"], 4)
+        row.update({f"OOF {k}": round(m["oof"][k], 4) for k in extra})
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def run_demo(workdir: Path, epochs: int = 20, fresh: bool = True) -> dict[str, Path]:
+def _workdir_config(workdir: Path, source: Path) -> Path:
+    """The demo's config inside ``workdir``; a workdir other than the repo gets its own copy of the repo's file."""
+    config = workdir / "configs" / source.name
+    if not config.is_file():
+        config.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, config)
+    return config
+
+
+def _write_folds(prep, workdir: Path) -> Path:
+    """The shared fold file and its audit, as ``python -m src.folds`` writes them."""
     from .artifacts import file_sha256
+    from .folds import fold_path, make_folds
+
+    folds, report = make_folds(prep)
+    fp = fold_path(prep.cfg, workdir)
+    write_csv(fp, folds)
+    report["sha256"] = file_sha256(fp)
+    write_json(fp.with_suffix(".json"), report)
+    return fp
+
+
+def _train_runs(prep, workdir: Path, prefix: str, epochs: int, fresh: bool) -> list[Path]:
+    """An MLP (clip vectors) and a light CNN (log-mel segments) on every fold."""
+    from .train import TrainConfig, run_training
+
+    runs = []
+    # a lighter CNN than the default keeps the demo within a few minutes on 2 CPU cores
+    for model, params in (("mlp", {}), ("cnn", {"convs": 1, "channels": [8, 16, 32, 64]})):
+        rid = f"{prefix}-{model}"
+        if fresh and (workdir / "runs" / rid).exists():
+            shutil.rmtree(workdir / "runs" / rid)
+        tc = TrainConfig(model=model, epochs=epochs if model == "mlp" else min(epochs, 12), patience=4, batch_size=32,
+                         lr=2e-3 if model == "mlp" else 4e-3, run_id=rid, model_params=params)
+        runs.append(run_training(prep.cfg, tc, workdir, prep))
+    return runs
+
+
+def run_demo(workdir: Path, epochs: int = 20, fresh: bool = True) -> dict[str, Path]:
     from .config import load_config
     from .ensemble import ensemble
     from .features import prepare
-    from .folds import fold_path, make_folds
     from .submit import submit
-    from .train import TrainConfig, run_training
 
     t0 = time.perf_counter()
-    config = workdir / "configs" / "demo.toml"
-    if not config.is_file():  # a workdir other than the repo gets its own copy of the demo config
-        config.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(CONFIG, config)
+    config = _workdir_config(workdir, CONFIG)
     data_root = (config.parent / "../data/demo").resolve()
     synthesize(data_root)
     cfg = load_config(config)
     prep = prepare(cfg, workdir)
     log.info("features ready (%.1fs)", time.perf_counter() - t0)
-    folds, report = make_folds(prep)
-    fp = fold_path(cfg, workdir)
-    write_csv(fp, folds)
-    report["sha256"] = file_sha256(fp)
-    write_json(fp.with_suffix(".json"), report)
-    runs = []
-    # a lighter CNN than the default keeps the demo within a few minutes on 2 CPU cores
-    for model, params in (("mlp", {}), ("cnn", {"convs": 1, "channels": [8, 16, 32, 64]})):
-        rid = f"demo-{model}"
-        if fresh and (workdir / "runs" / rid).exists():
-            shutil.rmtree(workdir / "runs" / rid)
-        tc = TrainConfig(model=model, epochs=epochs if model == "mlp" else min(epochs, 12), patience=4, batch_size=32,
-                         lr=2e-3 if model == "mlp" else 4e-3, run_id=rid, model_params=params)
-        runs.append(run_training(cfg, tc, workdir, prep))
+    fp = _write_folds(prep, workdir)
+    runs = _train_runs(prep, workdir, "demo", epochs, fresh)
     ens = ensemble([str(r) for r in runs], "demo-ens", workdir)
     sub = submit(str(ens), "demo-ens", "demo: mean of MLP and CNN", workdir)
     return {"config": config, "data": data_root, "folds": fp, "runs": runs, "ensemble": ens, "submission": sub,
             "seconds": time.perf_counter() - t0}
 
 
+def _print_locations(out: dict, plots: str) -> None:
+    print(f"\nWhere everything went ({out['seconds']:.0f}s in all):")
+    print(f"  data + config : {out['data']}  /  {out['config']}")
+    print(f"  fold file     : {out['folds']}")
+    for r in out["runs"]:
+        print(f"  run           : {r}  (config.json, fold<k>.pt, oof.npy, test.npy, metrics.json, {plots})")
+    print(f"  ensemble      : {out['ensemble']}")
+    print(f"  submission    : {out['submission']}  (index: {out['submission'].parent / 'index.csv'})")
+
+
+def main_multilabel(workdir: Path, epochs: int) -> None:
+    out = run_multilabel_demo(workdir, epochs)
+    table = cv_table([*out["runs"], out["ensemble"]], extra=("lwlrap", "cmap"))
+    test = score_windows(out["submission"], out["data"] / "test_solution.csv")
+    pd.set_option("display.width", 200)
+    print("\nCross-validation (multi-label, 5 folds grouped by recording site; clip level):")
+    print(table.to_string(index=False))
+    print(f"\nHidden test set: {test['rows']} windows of {ML_WINDOW} s from soundscapes of unseen sites; the submission scores "
+          f"macro ROC-AUC {test['roc_auc']:.4f}, cmAP {test['cmap']:.4f}, lwlrap {test['lwlrap']:.4f}")
+    _print_locations(out, "curves.png")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = cli.parser("demo", "Synthesize a small audio competition and run the whole pipeline on it.")
     cli.add_common(ap, config=False)
     ap.add_argument("--epochs", type=int, default=20, help="epoch cap of the MLP (the CNN is capped at 12)")
+    ap.add_argument("--multilabel", action="store_true",
+                    help="the multi-label demo instead: overlapping events, BirdCLEF-style 5-s windows of long test soundscapes")
     args = ap.parse_args(argv)
     setup_logging()
+    if args.multilabel:
+        main_multilabel(Path(args.workdir), args.epochs)
+        return
     out = run_demo(Path(args.workdir), args.epochs)
     table = cv_table([*out["runs"], out["ensemble"]])
     sol = pd.read_csv(out["data"] / "test_solution.csv")
@@ -157,13 +311,7 @@ def main(argv: list[str] | None = None) -> None:
     print("\nCross-validation (5 folds grouped by artist; clip level):")
     print(table.to_string(index=False))
     print(f"\nHidden test accuracy of the submission (unseen artists): {test_acc:.4f}")
-    print(f"\nWhere everything went ({out['seconds']:.0f}s in all):")
-    print(f"  data + config : {out['data']}  /  {out['config']}")
-    print(f"  fold file     : {out['folds']}")
-    for r in out["runs"]:
-        print(f"  run           : {r}  (config.json, fold<k>.pt, oof.npy, test.npy, metrics.json, curves.png, confusion.png)")
-    print(f"  ensemble      : {out['ensemble']}")
-    print(f"  submission    : {out['submission']}  (index: {out['submission'].parent / 'index.csv'})")
+    _print_locations(out, "curves.png, confusion.png")
 
 
 if __name__ == "__main__":

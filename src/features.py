@@ -145,9 +145,14 @@ class _Extractor:
 
 
 def _init_worker() -> None:
+    import signal
+
     import torch
 
     torch.set_num_threads(1)  # one process per core; no oversubscription
+    # the parent's SIGTERM handler (src.cli: SIGTERM as KeyboardInterrupt) is inherited by fork: the pool's shutdown
+    # would print a KeyboardInterrupt traceback per worker; workers just end
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _extract(item: str | tuple[str, float, float]) -> dict:
