@@ -46,8 +46,11 @@ def _write(job: tuple[Path, int, float, int, str, int, bool]) -> None:
 
 
 def make_files(folder: Path, n: int, seconds: float, fmt: str, rate: int, stereo: bool) -> list[Path]:
+    """The clips, synthesised unless a previous run left them (``--reuse``: before/after comparisons on the same files)."""
     (folder / "train").mkdir(parents=True, exist_ok=True)
     jobs = [(folder / "train" / f"c{i % 10}" / f"clip{i:05d}.{fmt}", i % 10, seconds, i, fmt, rate, stereo) for i in range(n)]
+    if all(j[0].is_file() for j in jobs):
+        return [j[0] for j in jobs]
     for j in jobs:
         j[0].parent.mkdir(parents=True, exist_ok=True)
     with mp.get_context("spawn").Pool() as pool:
@@ -63,6 +66,10 @@ def profile_stages(files: list[Path], a) -> dict[str, float]:
 
     from src.features import _Extractor
 
+    try:
+        from src.audio import to_mono
+    except ImportError:  # code before the BLAS mono mix (a before/after comparison in an older checkout)
+        to_mono = lambda d: d.mean(axis=1)  # noqa: E731
     torch.set_num_threads(1)
     ex = _Extractor(a)
     t = dict.fromkeys(STAGES, 0.0)
@@ -72,7 +79,7 @@ def profile_stages(files: list[Path], a) -> dict[str, float]:
             frames = int(np.ceil(a.max_seconds * f.samplerate)) if a.max_seconds else -1
             data, sr = f.read(frames=frames, dtype="float32", always_2d=True), f.samplerate
         t1 = time.perf_counter()
-        y = data.mean(axis=1)
+        y = to_mono(data)
         t2 = time.perf_counter()
         if sr != a.sample_rate:
             y = librosa.resample(y, orig_sr=sr, target_sr=a.sample_rate, res_type="soxr_hq").astype(np.float32)
@@ -112,6 +119,7 @@ def main() -> None:
     ap.add_argument("--stereo", action="store_true")
     ap.add_argument("--formats", nargs="+", default=["wav", "mp3", "ogg"])
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/profile_extraction"))
+    ap.add_argument("--reuse", action="store_true", help="keep the clips a previous run wrote there (only the feature cache is deleted)")
     args = ap.parse_args()
     from src.config import AudioConfig
 
@@ -119,7 +127,7 @@ def main() -> None:
     report = {}
     for fmt in args.formats:
         folder = args.workdir / fmt
-        shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(folder if not args.reuse else folder / "cache", ignore_errors=True)
         files = make_files(folder, args.clips, args.seconds, fmt, args.rate, args.stereo)
         stages = profile_stages(files[:40], a)
         seconds, n = whole_stage(folder)

@@ -56,6 +56,14 @@ def _decode(path: Path, seconds: float | None = None) -> tuple[np.ndarray, int]:
     raise AudioError(path, "cannot decode audio (corrupt or unsupported format); " + " | ".join(errors))
 
 
+def to_mono(data: np.ndarray) -> np.ndarray:
+    """(n, channels) -> (n,) channel mean, as a matrix-vector product: ``data.mean(axis=1)`` reduces across the two
+    interleaved columns element by element (55 ms for 30 s of 44.1-kHz stereo, more than the STFT); BLAS takes 2 ms."""
+    if data.shape[1] == 1:
+        return data[:, 0]
+    return data @ np.full(data.shape[1], 1.0 / data.shape[1], dtype=data.dtype)
+
+
 def _silence_problem(channels: int, channel_peak: float, peak: float, threshold: float) -> str:
     """Why the mono mix is silent: a silent file, or channels that cancel (left = -right)."""
     if channels > 1 and channel_peak >= threshold:
@@ -92,7 +100,7 @@ def load_audio(
     path = _check_file(path)
     # a 10-min file cropped to 30 s decodes 30 s (+ a margin: the resampler sees the context a whole-file decode gives it)
     data, sr = _decode(path, max_seconds + WINDOW_MARGIN_SECONDS if max_seconds else None)
-    y = data.mean(axis=1)
+    y = to_mono(data)
     if y.size == 0:
         raise AudioError(path, "decoded to 0 samples (empty clip)")
     if not np.isfinite(y).all():
@@ -132,7 +140,7 @@ def load_window(path: str | Path, sample_rate: int, start_s: float, end_s: float
     except Exception:  # soundfile's errors vary by format; the fallback decoder names every failure
         log.warning("%s: soundfile cannot open it; decoding the whole file for window %.2f-%.2f s", path, start_s, end_s)
         data, sr = _decode(path)
-        y = _resampled(path, data.mean(axis=1), sr, sample_rate)
+        y = _resampled(path, to_mono(data), sr, sample_rate)
         return _fit(path, y[int(round(start_s * sample_rate)):], n_out, sample_rate, max_seconds)
     with sfile:
         sr = int(sfile.samplerate)
@@ -145,7 +153,7 @@ def load_window(path: str | Path, sample_rate: int, start_s: float, end_s: float
         except Exception as exc:  # a decoder failure mid-file: named like load_audio's
             raise AudioError(path, f"cannot decode audio at {start_s:.2f} s (corrupt or unsupported format); soundfile: "
                                    f"{type(exc).__name__}: {exc}") from None
-    y = _resampled(path, data.mean(axis=1), sr, sample_rate) if len(data) else np.zeros(0, np.float32)
+    y = _resampled(path, to_mono(data), sr, sample_rate) if len(data) else np.zeros(0, np.float32)
     return _fit(path, y[lead * sample_rate // sr:], n_out, sample_rate, max_seconds)
 
 
@@ -225,7 +233,7 @@ def _stream(sfile, path: Path, sample_rate: int, block_seconds: float, max_secon
         last = len(data) < step
         kept = data if raw_limit is None else data[: max(0, raw_limit - n_in)]
         channel_peak = max(channel_peak, float(np.abs(kept).max()) if kept.size else 0.0)
-        y = data.mean(axis=1)
+        y = to_mono(data)
         if not np.isfinite(y).all():
             raise AudioError(path, "decoded samples contain NaN/inf (corrupt file)")
         n_in += len(y)
