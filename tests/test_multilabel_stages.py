@@ -167,3 +167,18 @@ def test_tune_two_trials_on_a_multilabel_config(ml, capsys):
     for t in done:  # the objective is the mean per-fold roc_auc (the competition metric)
         assert t.value == pytest.approx(np.mean([t.user_attrs["fold_metrics"][k]["roc_auc"] for k in ("0", "1")]))
     assert "roc_auc" in capsys.readouterr().out
+
+
+def test_freesound_ensemble_goes_to_a_validated_submission(ml):
+    """folds -> train (cnn, mlp) -> mean ensemble -> submit: one probability column per class in the sample's order."""
+    import pandas as pd
+
+    from src.submit import main as submit_main
+
+    config, wd, _ = ml
+    ens = _ensemble(wd, "mean")
+    submit_main([ens.name, "--workdir", str(wd)])
+    sub = pd.read_csv(wd / "submissions" / f"{ens.name}.csv", dtype={"fname": str})
+    sample = pd.read_csv(config.parent.parent / "data" / "freesound" / "sample_submission.csv", dtype={"fname": str})
+    assert list(sub.columns) == list(sample.columns) and sub["fname"].tolist() == sample["fname"].tolist()
+    np.testing.assert_allclose(sub[ens.config["classes"]].to_numpy(), ens.test, rtol=1e-6)

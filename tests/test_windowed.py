@@ -5,6 +5,8 @@ once per module; tests that change files or settings build their own.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -125,6 +127,20 @@ def test_birdclef_folds_train_submit(birdclef, capsys):
     run = load_run("bc-cnn", root)
     np.testing.assert_allclose(sub[run.config["classes"]].to_numpy(), run.test, rtol=1e-6)  # the run's class order, mapped by name
     validate_submission(sub, sample, "row_id", CLASSES, task="multilabel", windowed=True)
+
+
+def test_birdclef_ensemble_submits_every_window(birdclef):
+    """The BirdCLEF chain with an ensemble: a second run (mlp on clip statistics), the mean ensemble, submit."""
+    from src.ensemble import ensemble
+
+    comp, root = birdclef
+    cfg = load_config(comp.config)
+    _train(cfg, prepare(cfg, root, workers=1), root, "mlp", "bc-mlp", epochs=2)
+    name = Path(ensemble(["bc-cnn", "bc-mlp"], "bc-ens", root, "mean")).name
+    main([name, "--workdir", str(root)])
+    sub = pd.read_csv(root / "submissions" / f"{name}.csv", dtype={"row_id": str})
+    assert sub["row_id"].tolist() == comp.extra["test_rows"] and list(sub.columns) == ["row_id", *CLASSES]
+    np.testing.assert_allclose(sub[load_run(name, root).config["classes"]].to_numpy(), load_run(name, root).test, rtol=1e-6)
 
 
 def test_inference_kernel_builds_window_rows_from_the_timeline(birdclef, tmp_path):
