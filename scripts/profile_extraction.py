@@ -27,14 +27,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from bench_scale import synth  # noqa: E402
+from bench_scale import synth, write_audio  # noqa: E402
 
 STAGES = ("decode", "mono", "resample", "stft", "mel_db", "stats", "segments")
 
 
 def _write(job: tuple[Path, int, float, int, str, int, bool]) -> None:
-    import soundfile as sf
-
     path, cls, seconds, seed, fmt, rate, stereo = job
     rng = np.random.default_rng(seed)
     y = synth(cls, seconds, rng)  # at bench_scale.SR; resampled to the file rate by repetition-free interpolation below
@@ -42,7 +40,7 @@ def _write(job: tuple[Path, int, float, int, str, int, bool]) -> None:
     y = np.interp(np.linspace(0, len(y) - 1, n), np.arange(len(y)), y).astype(np.float32)
     if stereo:
         y = np.stack([y, np.roll(y, 37) * 0.8], axis=1)
-    sf.write(path, y, rate, format=fmt.upper(), subtype={"wav": "PCM_16", "ogg": "VORBIS", "mp3": "MPEG_LAYER_III"}[fmt])
+    write_audio(path, y, rate, fmt)
 
 
 def make_files(folder: Path, n: int, seconds: float, fmt: str, rate: int, stereo: bool) -> list[Path]:
