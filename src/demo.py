@@ -60,17 +60,25 @@ def synth_clip(cls: str, artist_pitch: float, artist_tempo: float, rng: np.rando
 PITCH = {"drone": (70, 200), "pluck": (150, 420), "chime": (380, 1100), "beat": (60, 60)}  # overlapping on purpose
 
 
+def _up_to_date(root: Path, marker: Path, want: dict) -> bool:
+    """True when ``root`` holds a complete copy made with these parameters (its marker, written last, says so);
+    otherwise whatever is there is removed, to be written afresh."""
+    if marker.is_file() and read_json(marker) == want:
+        log.info("demo data already in %s", root)
+        return True
+    if root.exists():
+        shutil.rmtree(root)
+    return False
+
+
 def synthesize(root: Path, n_per_class: int = 60, n_test: int = 64, artists_per_class: int = 6, seed: int = 0) -> None:
     """Write the demo competition (skipped when a complete copy of this version exists)."""
     import soundfile as sf
 
     marker = root / "demo.json"
     want = {"version": DEMO_VERSION, "n_per_class": n_per_class, "n_test": n_test, "artists": artists_per_class, "seed": seed}
-    if marker.is_file() and read_json(marker) == want:
-        log.info("demo data already in %s", root)
+    if _up_to_date(root, marker, want):
         return
-    if root.exists():
-        shutil.rmtree(root)
     rng = np.random.default_rng(seed)
     artists = {c: [(rng.uniform(*PITCH[c]), rng.uniform(1.0, 3.0)) for _ in range(artists_per_class + 2)] for c in CLASSES}
     rows, test_rows = [], []
@@ -131,11 +139,8 @@ def synthesize_multilabel(root: Path, n_train: int = 120, n_soundscapes: int = 4
     marker = root / "demo.json"
     want = {"version": ML_VERSION, "n_train": n_train, "n_soundscapes": n_soundscapes, "seconds": soundscape_seconds,
             "sites": sites, "seed": seed}
-    if marker.is_file() and read_json(marker) == want:
-        log.info("demo data already in %s", root)
+    if _up_to_date(root, marker, want):
         return
-    if root.exists():
-        shutil.rmtree(root)
     rng = np.random.default_rng(seed)
     site_sigs = [{c: (rng.uniform(*PITCH[c]), rng.uniform(1.0, 3.0)) for c in CLASSES} for _ in range(sites + 2)]
     (root / "train").mkdir(parents=True)
@@ -165,22 +170,28 @@ def run_multilabel_demo(workdir: Path, epochs: int = 20, fresh: bool = True, syn
     """Synthesise the multi-label demo, then folds -> MLP and CNN -> mean ensemble -> windowed submission.
 
     ``synth``: keyword arguments of :func:`synthesize_multilabel` (the tests make a smaller one)."""
+    return _pipeline(workdir, ML_CONFIG, "demo_multilabel", lambda root: synthesize_multilabel(root, **(synth or {})),
+                     "demo-ml", "multi-label demo: mean of MLP and CNN", epochs, fresh)
+
+
+def _pipeline(workdir: Path, source: Path, data_name: str, synth, prefix: str, message: str, epochs: int,
+              fresh: bool) -> dict[str, Path]:
+    """The demo's stages, shared by both demos: data -> features -> folds -> MLP + CNN -> mean ensemble -> submission."""
     from .config import load_config
     from .ensemble import ensemble
     from .features import prepare
     from .submit import submit
 
     t0 = time.perf_counter()
-    config = _workdir_config(workdir, ML_CONFIG)
-    data_root = (config.parent / "../data/demo_multilabel").resolve()  # the config's [data] root
-    synthesize_multilabel(data_root, **(synth or {}))
-    cfg = load_config(config)
-    prep = prepare(cfg, workdir)
+    config = _workdir_config(workdir, source)
+    data_root = (config.parent / f"../data/{data_name}").resolve()  # the config's [data] root
+    synth(data_root)
+    prep = prepare(load_config(config), workdir)
     log.info("features ready (%.1fs)", time.perf_counter() - t0)
     fp = _write_folds(prep, workdir)
-    runs = _train_runs(prep, workdir, "demo-ml", epochs, fresh)
-    ens = ensemble([str(r) for r in runs], "demo-ml-ens", workdir)
-    sub = submit(str(ens), "demo-ml-ens", "multi-label demo: mean of MLP and CNN", workdir)
+    runs = _train_runs(prep, workdir, prefix, epochs, fresh)
+    ens = ensemble([str(r) for r in runs], f"{prefix}-ens", workdir)
+    sub = submit(str(ens), f"{prefix}-ens", message, workdir)
     return {"config": config, "data": data_root, "folds": fp, "runs": runs, "ensemble": ens, "submission": sub,
             "seconds": time.perf_counter() - t0}
 
@@ -249,24 +260,7 @@ def _train_runs(prep, workdir: Path, prefix: str, epochs: int, fresh: bool) -> l
 
 
 def run_demo(workdir: Path, epochs: int = 20, fresh: bool = True) -> dict[str, Path]:
-    from .config import load_config
-    from .ensemble import ensemble
-    from .features import prepare
-    from .submit import submit
-
-    t0 = time.perf_counter()
-    config = _workdir_config(workdir, CONFIG)
-    data_root = (config.parent / "../data/demo").resolve()
-    synthesize(data_root)
-    cfg = load_config(config)
-    prep = prepare(cfg, workdir)
-    log.info("features ready (%.1fs)", time.perf_counter() - t0)
-    fp = _write_folds(prep, workdir)
-    runs = _train_runs(prep, workdir, "demo", epochs, fresh)
-    ens = ensemble([str(r) for r in runs], "demo-ens", workdir)
-    sub = submit(str(ens), "demo-ens", "demo: mean of MLP and CNN", workdir)
-    return {"config": config, "data": data_root, "folds": fp, "runs": runs, "ensemble": ens, "submission": sub,
-            "seconds": time.perf_counter() - t0}
+    return _pipeline(workdir, CONFIG, "demo", synthesize, "demo", "demo: mean of MLP and CNN", epochs, fresh)
 
 
 def _print_locations(out: dict, plots: str) -> None:
