@@ -227,6 +227,42 @@ class SequenceExtractor(_Extractor):
 # ----------------------------------------------------------------------------- cache (main side)
 
 
+# ----------------------------------------------------------------------------- the wave recipe (worker side)
+# src.waveaug trains on these waveforms; the cache entry itself lives here like every other recipe's
+
+SCALE = 32767.0  # int16 full scale
+
+
+def wave_geometry(a: AudioConfig) -> tuple[int, int, int]:
+    """(frames per segment, frames between segment starts, samples per segment) of the log-mel cache."""
+    seg = max(1, round(a.segment_seconds * a.sample_rate / a.hop_length))
+    seg_hop = max(1, round(a.segment_hop_seconds * a.sample_rate / a.hop_length))
+    return seg, seg_hop, (seg - 1) * a.hop_length + a.n_fft
+
+
+def wave_params(a: AudioConfig) -> dict:
+    """What the wave recipe stores, as the cache key sees it (:func:`recipe_params`)."""
+    return {**asdict(a), "recipe": WAVE_RECIPE, "dtype": "int16", "segment_samples": wave_geometry(a)[2],
+            "framing": "reflect pad n_fft/2, samples of frames s*seg_hop .. s*seg_hop+seg-1"}
+
+
+class WaveExtractor(_Extractor):
+    """Per-clip extractor of the wave recipe: the samples behind each log-mel segment ``_Extractor`` cuts."""
+
+    def from_signal(self, y: np.ndarray) -> dict:
+        a = self.a
+        seg, seg_hop, L = wave_geometry(a)
+        half = a.n_fft // 2
+        padded = np.pad(y, half, mode="reflect" if len(y) > half else "constant")  # torch.stft(center=True)'s framing
+        T = 1 + len(y) // a.hop_length  # frames of the clip's log-mel
+        starts = range(0, max(T, seg) - seg + 1, seg_hop)
+        need = (starts[-1]) * a.hop_length + L
+        if len(padded) < need:  # a clip shorter than one segment: the cache pads its log-mel with its minimum, we with silence
+            padded = np.pad(padded, (0, need - len(padded)))
+        segs = np.stack([padded[s * a.hop_length: s * a.hop_length + L] for s in starts])  # (n_seg, L)
+        return {"segments": np.clip(np.round(segs * SCALE), -32768, 32767).astype(np.int16)}
+
+
 RECIPES = ("logmel", "musicnn", *SEQUENCE_RECIPES)
 WAVE_RECIPE = "wave"  # int16 waveform of each log-mel segment (src.waveaug): built only when a waveform augmentation is on
 
@@ -253,8 +289,6 @@ def recipe_params(cfg: WorkspaceConfig, recipe: str) -> dict:
         beats = dict(zip(("segment_beats", "segment_hop_beats"), segment_beats(cfg.audio))) if recipe.endswith("_beat") else {}
         return {**asdict(cfg.audio), "recipe": recipe, "chroma": "librosa.filters.chroma, max 1 per frame", **beats}
     if recipe == WAVE_RECIPE:
-        from .waveaug import wave_params
-
         return wave_params(cfg.audio)
     from .embeddings import recipe_params as family_params
 
@@ -323,8 +357,6 @@ def make_extractor(cfg: WorkspaceConfig, recipe: str):
     if recipe in SEQUENCE_RECIPES:
         return SequenceExtractor(cfg.audio, recipe)
     if recipe == WAVE_RECIPE:
-        from .waveaug import WaveExtractor
-
         return WaveExtractor(cfg.audio)
     from .embeddings import FamilyExtractor
 

@@ -109,3 +109,16 @@ def label_strings(Y: np.ndarray, classes: list[str]) -> np.ndarray:
     """Each row's positive classes joined by :data:`JOIN` (the fold file's ``label`` column)."""
     names = np.asarray(classes, dtype=object)
     return np.array([JOIN.join(names[row > 0]) for row in Y], dtype=object)
+
+
+def matrix_from_strings(texts, classes: list[str]) -> tuple[np.ndarray, tuple[int, str] | None]:
+    """The inverse of :func:`label_strings`: (Y (n, C) 0/1, None), or (partial Y, (row, label)) for the first label
+    that is not in ``classes``."""
+    idx = {c: i for i, c in enumerate(classes)}
+    Y = np.zeros((len(texts), len(classes)), dtype=np.float32)
+    for r, text in enumerate(texts):
+        for name in filter(None, str(text).split(JOIN)):
+            if name not in idx:
+                return Y, (r, name)
+            Y[r, idx[name]] = 1.0
+    return Y, None

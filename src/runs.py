@@ -243,14 +243,10 @@ def load_fold_table(run: RunArtifacts, workdir: str | Path = ".") -> tuple[np.nd
 
 def _multilabel_truth(labels: pd.Series, run: RunArtifacts, path: Path) -> np.ndarray:
     """(n_rows, C) 0/1 truth from the fold file's ``a|b`` label column (secondary weights count as positives)."""
-    from .multilabel import JOIN
+    from .multilabel import matrix_from_strings
 
-    idx = {c: i for i, c in enumerate(run.config["classes"])}
-    Y = np.zeros((len(labels), len(idx)), dtype=np.float32)
-    for r, text in enumerate(labels.fillna("").astype(str)):
-        for name in filter(None, text.split(JOIN)):
-            if name not in idx:
-                raise EnsembleError(f"{path} line {r + 2}: label {name!r} is not in run {run.name}'s class list",
-                                    "the fold file was made for other data: re-train the run on the current fold file")
-            Y[r, idx[name]] = 1.0
+    Y, bad = matrix_from_strings(labels.fillna("").astype(str).tolist(), run.config["classes"])
+    if bad is not None:
+        raise EnsembleError(f"{path} line {bad[0] + 2}: label {bad[1]!r} is not in run {run.name}'s class list",
+                            "the fold file was made for other data: re-train the run on the current fold file")
     return Y

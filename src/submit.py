@@ -108,6 +108,11 @@ def _probability_columns(pred: np.ndarray, ids: np.ndarray, id_col: str, sample:
                               f"columns {value_cols[:6]} are not the run's classes (classes without a column: {missing[:5]}, "
                               f"columns that are no class: {extra[:5]})",
                               "train on the competition's class list ([data] classes) so it matches the sample's columns")
+    return _class_columns(pred, ids, id_col, sample, classes)
+
+
+def _class_columns(pred: np.ndarray, ids: np.ndarray, id_col: str, sample: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
+    """One probability column per class, mapped by name, in the sample's column order."""
     out = pd.DataFrame({id_col: ids, **{c: pred[:, j] for j, c in enumerate(classes)}})
     return out[sample.columns.tolist()]
 
@@ -123,8 +128,7 @@ def _classification_columns(pred: np.ndarray, ids: np.ndarray, id_col: str, samp
         labels = np.asarray(classes, dtype=object)[(pred[:, 1] >= threshold).astype(int)]
         return pd.DataFrame({id_col: ids, value_cols[0]: labels})
     if sorted(value_cols) == sorted(classes):
-        out = pd.DataFrame({id_col: ids, **{c: pred[:, j] for j, c in enumerate(classes)}})
-        return out[sample.columns.tolist()]
+        return _class_columns(pred, ids, id_col, sample, classes)
     if len(value_cols) == 1:
         return pd.DataFrame({id_col: ids, value_cols[0]: np.asarray(classes, dtype=object)[pred.argmax(1)]})
     return None

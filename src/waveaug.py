@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import functools
 import logging
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -31,48 +30,17 @@ import torch
 
 from .config import AUDIO_EXTENSIONS, AudioConfig, WorkspaceConfig
 from .errors import ConfigError
-from .features import WAVE_RECIPE, Items, Prepared, _Extractor, run_recipe
+from .features import SCALE, WAVE_RECIPE, Items, Prepared, _Extractor, run_recipe, wave_geometry
 from .loader import per_item
 from .settings import TrainConfig
 
 log = logging.getLogger(__name__)
 
 WAVE_SETTINGS = ("noise_p", "gain_db", "time_shift", "pitch_shift")  # any of them > 0: the fold trains on waveforms
-SCALE = 32767.0  # int16 full scale
 
 
 def wave_on(tc: TrainConfig) -> bool:
     return any(getattr(tc, name) for name in WAVE_SETTINGS)
-
-
-def geometry(a: AudioConfig) -> tuple[int, int, int]:
-    """(frames per segment, frames between segment starts, samples per segment) of the log-mel cache."""
-    seg = max(1, round(a.segment_seconds * a.sample_rate / a.hop_length))
-    seg_hop = max(1, round(a.segment_hop_seconds * a.sample_rate / a.hop_length))
-    return seg, seg_hop, (seg - 1) * a.hop_length + a.n_fft
-
-
-def wave_params(a: AudioConfig) -> dict:
-    """What the wave recipe stores, as the cache key sees it (src.features.recipe_params)."""
-    return {**asdict(a), "recipe": WAVE_RECIPE, "dtype": "int16", "segment_samples": geometry(a)[2],
-            "framing": "reflect pad n_fft/2, samples of frames s*seg_hop .. s*seg_hop+seg-1"}
-
-
-class WaveExtractor(_Extractor):
-    """Per-clip extractor of the wave recipe: the samples behind each log-mel segment ``_Extractor`` cuts."""
-
-    def from_signal(self, y: np.ndarray) -> dict:
-        a = self.a
-        seg, seg_hop, L = geometry(a)
-        half = a.n_fft // 2
-        padded = np.pad(y, half, mode="reflect" if len(y) > half else "constant")  # torch.stft(center=True)'s framing
-        T = 1 + len(y) // a.hop_length  # frames of the clip's log-mel
-        starts = range(0, max(T, seg) - seg + 1, seg_hop)
-        need = (starts[-1]) * a.hop_length + L
-        if len(padded) < need:  # a clip shorter than one segment: the cache pads its log-mel with its minimum, we with silence
-            padded = np.pad(padded, (0, need - len(padded)))
-        segs = np.stack([padded[s * a.hop_length: s * a.hop_length + L] for s in starts])  # (n_seg, L)
-        return {"segments": np.clip(np.round(segs * SCALE), -32768, 32767).astype(np.int16)}
 
 
 # ----------------------------------------------------------------------------- settings
@@ -142,10 +110,11 @@ def fold_waves(prep: Prepared, tc: TrainConfig, train: Items, fold_of_row: np.nd
         raise RuntimeError(f"wave cache does not align with the log-mel cache ({len(waves.row)} vs {len(train.row)} items)")
     tr_idx = np.flatnonzero(fold_of_row[train.row] != k)  # = fold_data's training items
     rows = train.row[tr_idx]
+    hi_lo = per_item(X_tr, lambda x: np.stack([x.max(axis=(1, 2)), x.min(axis=(1, 2))], axis=1))  # (n, 2): one read of the fold
     top = np.full(train.n_rows, -np.inf, dtype=np.float32)
-    np.maximum.at(top, rows, per_item(X_tr, lambda x: x.max(axis=(1, 2))))  # (n_rows,) each clip's top over its training items
+    np.maximum.at(top, rows, hi_lo[:, 0])  # (n_rows,) each clip's top over its training items
     low = np.full(train.n_rows, np.inf, dtype=np.float32)
-    np.minimum.at(low, rows, per_item(X_tr, lambda x: x.min(axis=(1, 2))))
+    np.minimum.at(low, rows, hi_lo[:, 1])
     top = np.maximum(top, low + prep.cfg.audio.top_db)  # exact where the cache floored (frames past the last segment count)
     bank = noise_bank(tc.noise_dir, prep.cfg.audio.sample_rate) if tc.noise_dir and tc.noise_p else None
     single = np.bincount(train.row, minlength=train.n_rows)[rows] == 1  # clips of one segment: maybe shorter than it
@@ -167,7 +136,7 @@ class WaveBatches:
                  valid: np.ndarray | None = None):
         self.a, self.tc, self.waves, self.items, self.top, self.bank = a, tc, waves, items, top, bank
         self.valid = valid  # (n,) frames before the cache's padding of a short clip (None: all)
-        self.L = geometry(a)[2]
+        self.L = wave_geometry(a)[2]
         ex = _Extractor(a)  # the cache's own window and mel filterbank
         self._cpu = (ex.window, ex.mel)
         self._dev: dict[str, tuple] = {}
